@@ -1,0 +1,1 @@
+"""The genflow command line (only this package and experiments/ read configs)."""

@@ -1,0 +1,176 @@
+"""A training run on disk: build everything from an Experiment, train, sample, resume.
+
+Layout of a run directory: config.json, metrics.jsonl, samples.png, loss.png, checkpoints/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from genflow import config as C
+from genflow.cli import build
+from genflow.config import ConfigError
+from genflow.models import Model
+from genflow.plotting import loss_curve, save_samples
+from genflow.training import Checkpointer, init_state, make_mesh, make_optimizer, make_train_step, split_net, train_loop
+
+
+@dataclass
+class Parts:
+    """Everything built from one experiment."""
+    exp: C.Experiment
+    process: Any
+    data: build.DataBundle
+    graphdef: Any
+    rest: Any
+    eval_graphdef: Any
+    eval_rest: Any
+    tx: Any
+    state: Any
+    mesh: Any
+
+
+def build_parts(exp: C.Experiment, position: int = 0) -> Parts:
+    build.validate(exp)
+    mesh = make_mesh()
+    process = build.build_process(exp.process)
+    data = build.build_data(exp.data, exp.train.batch_size, exp.train.seed, mesh, position)
+    net = build.build_net(exp.net, data.shape, exp.train.dtype, exp.train.seed, data.num_classes)
+    graphdef, params, rest = split_net(net)
+    net.eval()  # dropout off for sampling; the same parameters
+    eval_graphdef, _, eval_rest = split_net(net)
+    o = exp.optim
+    tx = make_optimizer(o.name, o.lr, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
+                        warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
+    state = jax.device_put(init_state(params, tx, exp.train.seed), NamedSharding(mesh, P()))
+    return Parts(exp, process, data, graphdef, rest, eval_graphdef, eval_rest, tx, state, mesh)
+
+
+def make_generator(parts: Parts, sample_cfg: C.Sample, num: int):
+    """jit-compiled ``generate(params, key) -> (num, *shape)`` with the configured sampler."""
+    sampler = build.build_sampler(sample_cfg, parts.process)
+    shape = (num,) + tuple(parts.data.shape)
+
+    @jax.jit
+    def generate(params, key):
+        k1, k2 = jax.random.split(key)
+        net = nnx.merge(parts.eval_graphdef, params, parts.eval_rest)
+        model = Model(net, parts.process, parts.exp.predicts)
+        return sampler(model, parts.process.prior(k1, shape), k2)
+
+    return generate
+
+
+def _check_workdir(exp: C.Experiment, workdir: str, resume: bool) -> None:
+    cfg_path = os.path.join(workdir, "config.json")
+    exists = os.path.exists(cfg_path)
+    if resume and not exists:
+        raise ConfigError(f"--resume was given but {workdir} holds no run (no config.json); "
+                          "drop --resume to start one there.")
+    if exists and not resume:
+        raise ConfigError(f"{workdir} already holds a run; pass --resume to continue it, or use a new --workdir.")
+    if exists:
+        saved = C.from_dict(C.Experiment, json.load(open(cfg_path)))
+        diffs = [d for d in C.differences(saved, exp) if not d.startswith(("train.steps", "train.log_every",
+                                                                             "train.sample_every", "train.ckpt_every",
+                                                                             "sample."))]
+        if diffs:
+            raise ConfigError(f"{workdir} holds a different experiment ({diffs[0]}); use a new --workdir.")
+
+
+def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bool = True) -> dict:
+    """Train ``exp`` into ``workdir``. Returns a summary dict (final loss, paths)."""
+    _check_workdir(exp, workdir, resume)
+    parts = build_parts(exp)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    os.makedirs(workdir, exist_ok=True)
+    checkpointer = Checkpointer(ckpt_dir, keep=exp.train.keep)
+    state = parts.state
+    if resume and checkpointer.latest_step() is not None:
+        state, meta = restore(checkpointer, state, workdir)
+        parts.data.batches.position = int(meta["data_position"])
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(C.dumps(exp))
+    step_fn = make_train_step(parts.graphdef, parts.rest, parts.process, exp.predicts,
+                              build.build_objective(exp, parts.process), parts.tx,
+                              ema_decay=exp.optim.ema_decay, mesh=parts.mesh)
+    generate = make_generator(parts, exp.sample, exp.sample.num)
+    reference = parts.data.heldout
+
+    def on_sample(st, step):
+        x = np.asarray(generate(st.ema, jax.random.PRNGKey(exp.train.seed + 1)))
+        save_samples(x, os.path.join(workdir, f"samples_{step:07d}.png"), reference)
+
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    state, stopped = train_loop(state, step_fn, parts.data.batches, steps=exp.train.steps,
+                                checkpointer=checkpointer, meta={"experiment": exp.name},
+                                metrics_path=metrics_path, log_every=exp.train.log_every,
+                                ckpt_every=exp.train.ckpt_every, sample_every=exp.train.sample_every,
+                                on_sample=on_sample, progress=progress)
+    checkpointer.close()
+    summary = {"workdir": workdir, "step": int(jax.device_get(state.step)), "stopped": stopped}
+    if os.path.exists(metrics_path):
+        loss_curve(metrics_path, os.path.join(workdir, "loss.png"))
+    if not stopped:
+        samples = np.asarray(generate(state.ema, jax.random.PRNGKey(exp.train.seed + 1)))
+        save_samples(samples, os.path.join(workdir, "samples.png"), reference)
+        summary["samples"] = os.path.join(workdir, "samples.png")
+    return summary
+
+
+def restore(checkpointer: Checkpointer, like, workdir: str):
+    try:
+        return checkpointer.restore(like)
+    except Exception as e:  # orbax raises many types for a structure or shape mismatch
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"the checkpoint in {workdir} does not fit this experiment's network or optimizer "
+                          f"({first}); sample it with the config.json it was trained with.") from None
+
+
+def load_run(workdir: str) -> tuple[Parts, Any]:
+    """Rebuild a run's parts from its config.json and restore its latest checkpoint."""
+    cfg_path = os.path.join(workdir, "config.json")
+    if not os.path.isdir(workdir):
+        raise ConfigError(f"run directory {workdir} does not exist; train one with `genflow train --workdir {workdir}`.")
+    if not os.path.exists(cfg_path):
+        raise ConfigError(f"{workdir} is not a genflow run (no config.json); point at the directory `genflow train` wrote.")
+    exp = C.from_dict(C.Experiment, json.load(open(cfg_path)))
+    parts = build_parts(exp)
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    if checkpointer.latest_step() is None:
+        raise ConfigError(f"{workdir} has no checkpoint yet; train it longer (train.ckpt_every) or resume it.")
+    state, _ = restore(checkpointer, parts.state, workdir)
+    checkpointer.close()
+    return parts, state
+
+
+def sample(workdir: str, num: int, out: str, *, seed: int = 0, sampler: str | None = None,
+           steps: int | None = None) -> str:
+    """Draw ``num`` samples from a run's EMA weights into ``out`` (.png grid or .npz array)."""
+    if num <= 0:
+        raise ConfigError(f"--num must be positive, got {num}.")
+    if not out.endswith((".png", ".npz", ".npy")):
+        raise ConfigError(f"--out {out!r} must end in .png, .npz or .npy.")
+    parts, state = load_run(workdir)
+    cfg = parts.exp.sample
+    cfg = C.Sample(sampler=sampler or cfg.sampler, steps=steps or cfg.steps, num=num)
+    if cfg.sampler not in build.SAMPLERS:
+        raise ConfigError(f"--sampler {cfg.sampler!r} is not one of {', '.join(build.SAMPLERS)}.")
+    x = np.asarray(make_generator(parts, cfg, num)(state.ema, jax.random.PRNGKey(seed)))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    if out.endswith(".png"):
+        save_samples(x, out, parts.data.heldout)
+    elif out.endswith(".npz"):
+        np.savez(out, samples=x)
+    else:
+        np.save(out, x)
+    print(f"wrote {num} samples to {out}", file=sys.stderr)
+    return out

@@ -1,0 +1,196 @@
+"""Experiment configs: frozen dataclasses of plain values.
+
+A config round-trips through JSON into the run directory; ``--set a.b=value`` overrides
+parse to the field's type and an unknown key suggests the closest one. Only ``cli/`` and
+``experiments/`` read a config; library functions take explicit arguments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Bad user input (config key or value, run directory, checkpoint): one sentence saying what to do."""
+
+
+@dataclass(frozen=True)
+class Data:
+    name: str = "digits"            # digits | checkerboard | moons | 8gaussians | swissroll | gmm
+    random_flip: bool = False
+    holdout: int = 300              # examples kept out of training, for metrics
+
+
+@dataclass(frozen=True)
+class Process:
+    """Which Gaussian path; a field left at None takes that process's own default."""
+    name: str = "vp"                # vp | subvp | ve | edm | rectified_flow | ddpm
+    beta_min: float | None = None
+    beta_max: float | None = None
+    sigma_min: float | None = None
+    sigma_max: float | None = None
+    rho: float | None = None
+    sigma_data: float | None = None
+    t_min: float | None = None
+    num_steps: int | None = None    # ddpm only
+    schedule: str | None = None     # ddpm only: linear | cosine
+
+
+@dataclass(frozen=True)
+class Net:
+    name: str = "mlp"               # mlp | unet
+    width: int = 256                # mlp
+    depth: int = 3                  # mlp
+    emb_dim: int = 128
+    channels: int = 128             # unet
+    channel_mult: tuple[int, ...] = (2, 2, 2)
+    num_res_blocks: int = 4
+    attn_resolutions: tuple[int, ...] = (16,)
+    dropout: float = 0.0
+    num_classes: int | None = None
+
+
+@dataclass(frozen=True)
+class Optim:
+    name: str = "adam"              # adam | adamw | lion | tiger
+    lr: float = 2e-4
+    b1: float = 0.9
+    b2: float = 0.999
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    ema_decay: float = 0.999
+
+
+@dataclass(frozen=True)
+class Train:
+    batch_size: int = 128
+    steps: int = 1000
+    dtype: str = "float32"          # float32 | bfloat16 (compute; parameters stay float32)
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 0           # 0: only at the end
+    ckpt_every: int = 500
+    keep: int = 2
+
+
+@dataclass(frozen=True)
+class Sample:
+    sampler: str = "euler_ode"      # euler_ode | euler_maruyama
+    steps: int = 100
+    num: int = 64
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str = "digits"
+    data: Data = field(default_factory=Data)
+    process: Process = field(default_factory=Process)
+    net: Net = field(default_factory=Net)
+    predicts: str = "eps"           # eps | x0 | score | v | velocity
+    objective: str = "dsm"          # dsm | flow_matching
+    weighting: str = "eps"          # eps | likelihood | sigma2 | uniform | edm | velocity
+    time_sampling: str = "uniform"  # uniform | lognormal (EDM)
+    optim: Optim = field(default_factory=Optim)
+    train: Train = field(default_factory=Train)
+    sample: Sample = field(default_factory=Sample)
+
+
+# -- flattening, overrides and JSON --------------------------------------------------------------
+def to_dict(cfg) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def flat_keys(cfg, prefix: str = "") -> dict[str, Any]:
+    """{'optim.lr': 2e-4, ...} for every leaf field."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out.update(flat_keys(v, prefix + f.name + "."))
+        else:
+            out[prefix + f.name] = v
+    return out
+
+
+def _field_type(cls, name: str):
+    return typing.get_type_hints(cls)[name]
+
+
+def _parse(text: str, tp, key: str):
+    """Parse ``text`` to type ``tp`` (str, int, float, bool, Optional, tuple[int, ...])."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if text.lower() in ("none", "null"):
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _parse(text, inner, key)
+    if origin is tuple:
+        parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
+        return tuple(_parse(p.strip(), args[0], key) for p in parts)
+    if tp is bool:
+        if text.lower() in ("1", "true", "yes"):
+            return True
+        if text.lower() in ("0", "false", "no"):
+            return False
+        raise ConfigError(f"config key {key!r} takes true or false, not {text!r}.")
+    try:
+        if tp is int:
+            return int(float(text)) if float(text).is_integer() else int(text)
+        return tp(text)
+    except ValueError:
+        raise ConfigError(f"config key {key!r} takes a {tp.__name__}, not {text!r}.") from None
+
+
+def with_overrides(cfg, overrides: list[str]):
+    """Apply ``['optim.lr=1e-4', ...]``; unknown keys suggest the closest existing one."""
+    keys = flat_keys(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-4).")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if key not in keys:
+            close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown config key {key!r}{hint} (`genflow config` lists the keys).")
+        cfg = _replace_path(cfg, key.split("."), text, key)
+    return cfg
+
+
+def _replace_path(cfg, path: list[str], text: str, key: str):
+    head = path[0]
+    if len(path) == 1:
+        return dataclasses.replace(cfg, **{head: _parse(text, _field_type(type(cfg), head), key)})
+    return dataclasses.replace(cfg, **{head: _replace_path(getattr(cfg, head), path[1:], text, key)})
+
+
+def from_dict(cls, d: dict[str, Any]):
+    """Inverse of ``to_dict`` (lists back to tuples)."""
+    kwargs = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            continue
+        v, tp = d[f.name], hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            v = from_dict(tp, v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kwargs[f.name] = v
+    return cls(**kwargs)
+
+
+def dumps(cfg) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+
+
+def differences(a, b) -> list[str]:
+    """'key a vs b' for each differing leaf of two configs."""
+    fa, fb = flat_keys(a), flat_keys(b)
+    return [f"{k} {fa.get(k)!r} vs {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
