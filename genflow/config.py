@@ -43,7 +43,7 @@ class Process:
 @dataclass(frozen=True)
 class Net:
     name: str = "mlp"               # mlp | unet
-    width: int = 256                # mlp
+    width: int = 512                # mlp
     depth: int = 3                  # mlp
     emb_dim: int = 128
     channels: int = 128             # unet
@@ -57,11 +57,11 @@ class Net:
 @dataclass(frozen=True)
 class Optim:
     name: str = "adam"              # adam | adamw | lion | tiger
-    lr: float = 2e-4
+    lr: float = 1e-3
     b1: float = 0.9
     b2: float = 0.999
     weight_decay: float = 0.0
-    warmup_steps: int = 0
+    warmup_steps: int = 100
     grad_clip: float | None = 1.0
     ema_decay: float = 0.999
 
@@ -69,20 +69,21 @@ class Optim:
 @dataclass(frozen=True)
 class Train:
     batch_size: int = 128
-    steps: int = 1000
+    steps: int = 4000
     dtype: str = "float32"          # float32 | bfloat16 (compute; parameters stay float32)
     seed: int = 0
-    log_every: int = 50
+    log_every: int = 100
     sample_every: int = 0           # 0: only at the end
-    ckpt_every: int = 500
+    ckpt_every: int = 1000
     keep: int = 2
 
 
 @dataclass(frozen=True)
 class Sample:
-    sampler: str = "euler_ode"      # euler_ode | euler_maruyama
-    steps: int = 100
+    sampler: str = "euler_maruyama"  # euler_ode | euler_maruyama
+    steps: int = 200
     num: int = 64
+    denoise: bool = True             # end with Tweedie's E[x0 | x_tmin] (1 more NFE)
 
 
 @dataclass(frozen=True)

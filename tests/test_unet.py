@@ -10,63 +10,83 @@ TINY = dict(channels=16, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions
 SHAPE = (8, 8, 3)
 
 
+@nnx.jit
+def _fwd(model, x, t, cond=None):
+    """Jitted forward (eager op-by-op dispatch is slow); nnx.jit carries the RNG updates back."""
+    return model(x, t, cond)
+
+
 def _inputs(b=2):
     kx, kt = jax.random.split(jax.random.key(0))
     return jax.random.normal(kx, (b, *SHAPE)), jax.random.uniform(kt, (b,))
 
 
-def _perturb(model, scale=0.1, seed=1):
-    """Add noise to every parameter, so near-zero-initialised output layers pass signal."""
-    params = nnx.state(model, nnx.Param)
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    leaves = [p + scale * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
-    nnx.update(model, jax.tree.unflatten(treedef, leaves))
+def _make(perturb=False, rngs=None, **kw):
+    """Build a tiny UNet under jit (eager init compiles op by op, slowly); with ``perturb``, add
+    noise to every parameter so the near-zero-initialised output layers pass signal."""
+    rngs = nnx.Rngs(0) if rngs is None else rngs
+
+    @nnx.jit
+    def make(rngs):
+        model = UNet(SHAPE, **TINY, **kw, rngs=rngs)
+        if perturb:
+            params = nnx.state(model, nnx.Param)
+            leaves, treedef = jax.tree.flatten(params)
+            keys = jax.random.split(jax.random.key(1), len(leaves))
+            leaves = [p + 0.1 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
+            nnx.update(model, jax.tree.unflatten(treedef, leaves))
+        return model
+
+    return make(rngs)
 
 
 def test_shape_eval_determinism_and_dropout():
-    model = UNet(SHAPE, dropout=0.5, **TINY, rngs=nnx.Rngs(params=0, dropout=1))
-    _perturb(model)
+    model = _make(perturb=True, dropout=0.5, rngs=nnx.Rngs(params=0, dropout=1))
     x, t = _inputs()
-    y1 = model(x, t)
-    assert y1.shape == x.shape and y1.dtype == x.dtype
-    nnx.reseed(model, dropout=2)
-    y2 = model(x, t)
-    assert not np.allclose(y1, y2)
     nnx.reseed(model, dropout=1)
-    np.testing.assert_array_equal(model(x, t), y1)
+    y1 = _fwd(model, x, t)
+    assert y1.shape == x.shape and y1.dtype == x.dtype
+    assert not np.allclose(_fwd(model, x, t), y1)  # the dropout streams advance per call
+    nnx.reseed(model, dropout=2)
+    assert not np.allclose(_fwd(model, x, t), y1)
+    nnx.reseed(model, dropout=1)  # reseeding reproduces the masks
+    np.testing.assert_array_equal(_fwd(model, x, t), y1)
 
     model.eval()
-    np.testing.assert_array_equal(model(x, t), model(x, t))
+    np.testing.assert_array_equal(_fwd(model, x, t), _fwd(model, x, t))
     nnx.reseed(model, dropout=3)
-    e = model(x, t)
+    e = _fwd(model, x, t)
     model.train()
-    assert not np.allclose(model(x, t), e)
-    np.testing.assert_array_equal(nnx.view(model, deterministic=True)(x, t), e)
+    assert not np.allclose(_fwd(model, x, t), e)
+    np.testing.assert_array_equal(_fwd(nnx.view(model, deterministic=True), x, t), e)
 
 
 def test_no_dropout_with_plain_rngs_and_bf16():
-    model = UNet(SHAPE, **TINY, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    model = _make(dtype=jnp.bfloat16)
     x, t = _inputs()
-    y = model(x, t)
+    y = _fwd(model, x, t)
     assert y.shape == x.shape and y.dtype == jnp.float32
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 def test_jit_split_merge_and_grad():
-    model = UNet(SHAPE, dropout=0.1, **TINY, rngs=nnx.Rngs(params=0, dropout=1))
+    model = _make(dropout=0.1, rngs=nnx.Rngs(params=0, dropout=1))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     x, t = _inputs()
 
     @jax.jit
     def step(params, rest, x, t):
         def loss(p):
-            m = nnx.merge(graphdef, p, rest)
-            return jnp.mean((m(x, t) - x) ** 2)
-        return jax.value_and_grad(loss)(params)
+            # copy=True: dropout advances its RngCount, which must not be a Variable of the
+            # outer (jit) trace while inside the grad trace.
+            m = nnx.merge(graphdef, p, rest, copy=True)
+            return jnp.mean((m(x, t) - x) ** 2), nnx.state(m, nnx.Not(nnx.Param))
+        return jax.value_and_grad(loss, has_aux=True)(params)
 
-    val, grads = step(params, rest, x, t)
+    (val, new_rest), grads = step(params, rest, x, t)
     assert np.isfinite(val)
+    counts = lambda r: [int(c) for c in jax.tree.leaves(nnx.state(r, nnx.RngCount))]
+    assert counts(rest) and counts(new_rest) == [c + 1 for c in counts(rest)]
     g = jax.tree.leaves(grads)
     assert len(g) == len(jax.tree.leaves(params))
     assert all(np.all(np.isfinite(a)) for a in g)
@@ -81,11 +101,10 @@ def test_cifar_param_count():
 
 
 def test_labels_change_output():
-    model = UNet(SHAPE, num_classes=10, **TINY, rngs=nnx.Rngs(0))
-    _perturb(model)
+    model = _make(perturb=True, num_classes=10)
     x, t = _inputs()
-    y0 = model(x, t, jnp.array([0, 0]))
-    y1 = model(x, t, jnp.array([3, 3]))
+    y0 = _fwd(model, x, t, jnp.array([0, 0]))
+    y1 = _fwd(model, x, t, jnp.array([3, 3]))
     assert y0.shape == x.shape
     assert not np.allclose(y0, y1)
-    assert not np.allclose(model(x, t), y0)  # cond=None: no label
+    assert not np.allclose(_fwd(model, x, t), y0)  # cond=None: no label

@@ -134,5 +134,5 @@ def build_sampler(cfg: C.Sample, process) -> Callable:
     """(model, x1, key) -> x0 with the configured sampler and a uniform grid."""
     ts = grids.uniform(process, cfg.steps)
     if cfg.sampler == "euler_ode":
-        return lambda model, x1, key: euler_ode(model, x1, ts)
-    return lambda model, x1, key: euler_maruyama(model, x1, ts, key)
+        return lambda model, x1, key: euler_ode(model, x1, ts, denoise=cfg.denoise)
+    return lambda model, x1, key: euler_maruyama(model, x1, ts, key, denoise=cfg.denoise)

@@ -161,7 +161,7 @@ def sample(workdir: str, num: int, out: str, *, seed: int = 0, sampler: str | No
         raise ConfigError(f"--out {out!r} must end in .png, .npz or .npy.")
     parts, state = load_run(workdir)
     cfg = parts.exp.sample
-    cfg = C.Sample(sampler=sampler or cfg.sampler, steps=steps or cfg.steps, num=num)
+    cfg = C.Sample(sampler=sampler or cfg.sampler, steps=steps or cfg.steps, num=num, denoise=cfg.denoise)
     if cfg.sampler not in build.SAMPLERS:
         raise ConfigError(f"--sampler {cfg.sampler!r} is not one of {', '.join(build.SAMPLERS)}.")
     x = np.asarray(make_generator(parts, cfg, num)(state.ema, jax.random.PRNGKey(seed)))

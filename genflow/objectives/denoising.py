@@ -28,7 +28,7 @@ def denoising_score_matching(model: Model, x0: Array, key: Array, *,
     Args:
       model: the ``Model`` to train.  x0: data (B, ...).  key: PRNG key.
       x1: a coupled endpoint used in place of fresh noise eps (ReFlow couplings).
-    Returns: (scalar float32 loss, {"loss": loss}).
+    Returns: (scalar loss in at least float32, {"loss": loss}).
     """
     process = model.process
     kt, ke = jax.random.split(key)
@@ -39,8 +39,9 @@ def denoising_score_matching(model: Model, x0: Array, key: Array, *,
     target = model.target(x0, eps, t)
     scale = output_scale(process, model.predicts, weighting.space, t)
     w = weighting(process, t) * scale**2
-    err = jnp.mean(jnp.square(out.astype(jnp.float32) - target.astype(jnp.float32)).reshape(x0.shape[0], -1), axis=1)
-    loss = jnp.mean(w.astype(jnp.float32) * err)
+    acc = jnp.promote_types(x0.dtype, jnp.float32)  # reduce in at least float32, also under bf16
+    err = jnp.mean(jnp.square(out.astype(acc) - target.astype(acc)).reshape(x0.shape[0], -1), axis=1)
+    loss = jnp.mean(w.astype(acc) * err)
     return loss, {"loss": loss}
 
 

@@ -46,7 +46,7 @@ class DDPM(AbstractProcess):
     # -- the discrete chain ----------------------------------------------------------------
     def betas(self) -> Array:
         """beta_k for k = 1..K, shape (K,)."""
-        k = jnp.arange(1, self.num_steps + 1, dtype=jnp.float32)
+        k = jnp.arange(1, self.num_steps + 1).astype(jnp.result_type(float))
         if self.schedule == "linear":
             return jnp.linspace(self.beta_start, self.beta_end, self.num_steps)
         s, big_k = self.cosine_s, self.num_steps

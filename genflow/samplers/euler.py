@@ -1,6 +1,7 @@
 """Fixed-step Euler samplers: the probability-flow ODE and the reverse SDE, each one lax.scan."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -10,13 +11,18 @@ from jax import Array
 from genflow.models.model import Model
 
 
-@jax.jit
-def euler_ode(model: Model, x1: Array, ts: Array, cond: Any = None) -> Array:
+def _finish(model: Model, x: Array, t: Array, cond: Any, denoise: bool) -> Array:
+    # Tweedie's denoiser E[x0 | x_t] at the last time removes the sigma(t_min) noise left there.
+    return model.x0(x, t, cond) if denoise else x
+
+
+@partial(jax.jit, static_argnames="denoise")
+def euler_ode(model: Model, x1: Array, ts: Array, cond: Any = None, *, denoise: bool = False) -> Array:
     """Euler on the PF-ODE dx/dt = f x - g^2 score / 2 = model.velocity (Song et al. 2021, eq. 13).
 
     x_s = x_t + (s - t) v(x_t, t) for consecutive (t, s) in ts; 1 NFE per step.
     Args: x1 (B, ...) prior draw; ts (n+1,) decreasing from t_max to t_min.
-    Returns x at ts[-1].
+    Returns x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE).
     """
 
     def step(x, ts_pair):
@@ -24,16 +30,17 @@ def euler_ode(model: Model, x1: Array, ts: Array, cond: Any = None) -> Array:
         return x + (s - t) * model.velocity(x, t, cond), None
 
     x, _ = jax.lax.scan(step, x1, (ts[:-1], ts[1:]))
-    return x
+    return _finish(model, x, ts[-1], cond, denoise)
 
 
-@jax.jit
-def euler_maruyama(model: Model, x1: Array, ts: Array, key: Array, cond: Any = None) -> Array:
+@partial(jax.jit, static_argnames="denoise")
+def euler_maruyama(model: Model, x1: Array, ts: Array, key: Array, cond: Any = None, *,
+                   denoise: bool = False) -> Array:
     """Euler–Maruyama on the reverse SDE dx = [f x - g^2 score] dt + g dW_bar (Song et al. 2021, eq. 6).
 
     x_s = x_t - (t - s) [f x_t - g^2 score(x_t, t)] + g sqrt(t - s) z, z ~ N(0, I) drawn inside
     the step from ``fold_in(key, i)``; the last step adds no noise (its noise would be
-    left in the sample). Args as ``euler_ode``; key a PRNG key. Returns x at ts[-1].
+    left in the sample). Args and ``denoise`` as ``euler_ode``; key a PRNG key.
     """
     process = model.process
     n = ts.shape[0] - 1
@@ -47,4 +54,4 @@ def euler_maruyama(model: Model, x1: Array, ts: Array, key: Array, cond: Any = N
         return x - (t - s) * drift + noise_scale * z, None
 
     x, _ = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
-    return x
+    return _finish(model, x, ts[-1], cond, denoise)
