@@ -157,11 +157,31 @@ def with_overrides(cfg, overrides: list[str]):
         key, text = item.split("=", 1)
         key = key.strip()
         if key not in keys:
-            close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = closest_key(key, list(keys))
+            hint = f"; did you mean {close!r}?" if close else ""
             raise ConfigError(f"unknown config key {key!r}{hint} (`genflow config` lists the keys).")
         cfg = _replace_path(cfg, key.split("."), text, key)
     return cfg
+
+
+def closest_key(key: str, keys: list[str]) -> str | None:
+    """The existing key a typo most likely meant: same section first, initials count
+    ('learning_rate' -> 'lr'), then string similarity."""
+    section, _, leaf = key.rpartition(".")
+    initials = "".join(part[0] for part in leaf.split("_") if part)
+    same = [k for k in keys if k.rpartition(".")[0] == section]
+    for k in same:
+        if len(initials) > 1 and k.rpartition(".")[2] == initials:
+            return k
+    leaves = {k.rpartition(".")[2]: k for k in same}
+    match = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.6)
+    if match:
+        return leaves[match[0]]
+    match = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+    if match:
+        return match[0]
+    match = difflib.get_close_matches(leaf, [k.rpartition(".")[2] for k in keys], n=1, cutoff=0.6)
+    return next((k for k in keys if match and k.rpartition(".")[2] == match[0]), None)
 
 
 def _replace_path(cfg, path: list[str], text: str, key: str):

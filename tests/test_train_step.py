@@ -1,0 +1,72 @@
+"""The jitted train step: sharded equals single-device, EMA, non-finite steps skipped."""
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from genflow.data import put_global
+from genflow.models import MLP
+from genflow.objectives import denoising_score_matching
+from genflow.processes import VP
+from genflow.training import init_state, make_mesh, make_optimizer, make_train_step, split_net
+
+
+def _setup(mesh, objective=denoising_score_matching, ema_decay=0.9):
+    graphdef, params, rest = split_net(MLP((2,), width=32, depth=2, rngs=nnx.Rngs(0)))
+    tx = make_optimizer("adam", 1e-2, grad_clip=1.0)
+    state = init_state(params, tx, seed=0)
+    if mesh is not None:
+        state = jax.device_put(state, NamedSharding(mesh, P()))
+    step = make_train_step(graphdef, rest, VP(), "eps", objective, tx, ema_decay=ema_decay, mesh=mesh)
+    return state, step
+
+
+def _batches(n=4):
+    return [np.asarray(jax.random.normal(jax.random.PRNGKey(100 + i), (32, 2))) for i in range(n)]
+
+
+def test_eight_devices_equal_one():
+    assert jax.device_count() == 8, "conftest should simulate 8 CPU devices"
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = make_mesh(devices)
+        state, step = _setup(mesh)
+        losses = []
+        for x in _batches():
+            state, m = step(state, (put_global(x, NamedSharding(mesh, P("data"))), None))
+            losses.append(float(m["loss"]))
+        results.append((losses, jax.device_get(state.params)))
+        if len(devices) == 8:
+            assert all(len(leaf.sharding.device_set) == 8 for leaf in jax.tree.leaves(state.params))
+    (l1, p1), (l8, p8) = results
+    np.testing.assert_allclose(l1, l8, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_ema_is_a_separate_average_and_compiles_once():
+    state, step = _setup(None, ema_decay=0.9)
+    ema0 = jax.device_get(state.ema)
+    state, _ = step(state, (_batches(1)[0], None))
+    expected = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * p, ema0, jax.device_get(state.params))
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(jax.device_get(state.ema))):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    state, _ = step(state, (_batches(2)[1], None))
+    assert step._cache_size() == 1
+    assert int(state.step) == 2
+
+
+def test_non_finite_loss_skips_the_update():
+    def poisoned(model, x0, key, cond=None):
+        loss, m = denoising_score_matching(model, x0, key, cond=cond)
+        return loss * jnp.nan, m
+
+    state, step = _setup(None, objective=poisoned)
+    before = jax.device_get(state.params)
+    state, m = step(state, (_batches(1)[0], None))
+    assert int(m["skipped"]) == 1 and int(state.step) == 1
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.params))):
+        np.testing.assert_array_equal(a, b)
