@@ -1,0 +1,24 @@
+"""The README's Python examples run as written (with fewer training steps)."""
+import os
+import re
+
+README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+
+
+def test_readme_python_blocks_run():
+    text = open(README).read()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    code = "\n".join(blocks).replace("steps=2000", "steps=20")
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["x0"].shape == (1000, 2)
+    assert int(namespace["state"].step) == 20
+
+
+def test_readme_commands_match_ci():
+    text = open(README).read()
+    bash = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    assert "genflow train" in bash[0] and "pytest" in bash[1]
+    ci = open(os.path.join(os.path.dirname(__file__), "..", ".ci", "run")).read()
+    assert "pip install -q -e '.[test]'" in ci and "python -m pytest -q" in ci
