@@ -120,9 +120,11 @@ def build_net(cfg: C.Net, shape: tuple[int, ...], dtype: str, seed: int, num_cla
     if len(shape) != 3:
         raise ConfigError(f"net.name 'unet' needs image data (H, W, C), but this data set has shape {shape}; "
                           "use net.name=mlp.")
-    return UNet(shape, channels=cfg.channels, channel_mult=cfg.channel_mult, num_res_blocks=cfg.num_res_blocks,
-                attn_resolutions=cfg.attn_resolutions, dropout=cfg.dropout, num_classes=labels,
-                dtype=DTYPES[dtype], rngs=rngs)
+    # Built under one nnx.jit: eager construction compiles every initialiser separately.
+    return nnx.jit(lambda: UNet(shape, channels=cfg.channels, channel_mult=cfg.channel_mult,
+                                num_res_blocks=cfg.num_res_blocks, attn_resolutions=cfg.attn_resolutions,
+                                dropout=cfg.dropout, num_classes=labels, dtype=DTYPES[dtype],
+                                rngs=nnx.Rngs(params=seed, dropout=seed + 1)))()
 
 
 def build_objective(exp: C.Experiment, process) -> Callable:

@@ -1,4 +1,13 @@
-"""DDPM++ U-Net (Song et al. 2021) in the form used by the EDM code (Karras et al. 2022)."""
+"""DDPM++ U-Net (Song et al. 2021) in the form used by the EDM code (Karras et al. 2022).
+
+Dropout draws from the ``dropout`` stream of the ``nnx.Rngs`` given at construction (each
+Dropout layer keeps a fork of it): reseed with ``nnx.reseed(model, dropout=key)``, switch it off
+with ``model.eval()`` or ``nnx.view(model, deterministic=True)``. With ``dropout=0`` no stream is
+needed. Under ``jax.jit`` + ``jax.value_and_grad`` with ``nnx.split``/``nnx.merge``, merge inside
+the differentiated function with ``nnx.merge(graphdef, params, rest, copy=True)`` (dropout
+advances its RngCount, which flax refuses to mutate across trace levels) and return
+``nnx.state(model, nnx.Not(nnx.Param))`` as aux to carry the advanced counts forward.
+"""
 from __future__ import annotations
 
 import math

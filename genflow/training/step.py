@@ -41,7 +41,8 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, process: AbstractPr
     reseed = has_dropout_stream(rest)
 
     def loss_fn(params, x0, cond, key):
-        net = nnx.merge(graphdef, params, rest)
+        # copy=True: reseeding mutates RNG variables, which must belong to this trace level.
+        net = nnx.merge(graphdef, params, rest, copy=True)
         k_obj, k_drop = jax.random.split(key)
         if reseed:
             nnx.reseed(net, dropout=k_drop)
