@@ -21,8 +21,14 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Data:
     name: str = "digits"            # digits | checkerboard | moons | 8gaussians | swissroll | gmm
+                                    # | mnist | fashion_mnist | cifar10 | celeb_a (TFDS) | folder
     random_flip: bool = False
-    holdout: int = 300              # examples kept out of training, for metrics
+    holdout: int = 300              # examples kept out of training (digits) or read from the test split
+    data_dir: str | None = None     # TFDS data_dir (default ~/tensorflow_datasets)
+    path: str | None = None         # folder: a directory of .png/.jpg images
+    image_size: int = 32            # folder: center crop + resize to this
+    channels: int = 3               # folder: 1 (grey) or 3 (RGB)
+    labels: bool = False            # folder: class labels from subfolder names
 
 
 @dataclass(frozen=True)
@@ -215,3 +221,21 @@ def differences(a, b) -> list[str]:
     """'key a vs b' for each differing leaf of two configs."""
     fa, fb = flat_keys(a), flat_keys(b)
     return [f"{k} {fa.get(k)!r} vs {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+
+
+# -- comparing objectives (`genflow compare-objectives`) ---------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    """Which score-matching objectives ``genflow compare-objectives`` trains on an experiment's
+    data, network, process, weighting, optimizer and budget, and how it measures them.
+
+    An experiment file sets ``comparison = Comparison(...)`` beside its ``config``."""
+    objectives: tuple[str, ...] = ("dsm", "ism", "ssm", "ssm_vr")  # exact | dsm | ism | ssm | ssm_vr
+    ism_trace: str = "exact"        # exact (D jvps) | rademacher | gaussian (Hutchinson)
+    probe: str = "gaussian"         # sliced SM probes: gaussian | rademacher
+    n_probes: int = 1               # probes per example (sliced SM, Hutchinson)
+    eval_every: int = 0             # Fisher divergence during training every N steps (0: 10 points)
+    num_samples: int = 2000         # samples for the energy distance (capped by the held-out set for images)
+    fisher_samples: int = 8192      # x0 draws for the Fisher divergence (exact score known only)
+    nll_samples: int = 256          # held-out points for the PF-ODE negative log-likelihood
+    grad_batches: int = 64          # minibatch gradients for the gradient variance

@@ -13,7 +13,8 @@ from flax import nnx
 
 from genflow import config as C
 from genflow.config import ConfigError
-from genflow.data import ArrayBatches, GaussianMixture, SampledBatches, TOY_SETS, data_sharding, load_digits
+from genflow.data import (ArrayBatches, GaussianMixture, IndexedBatches, SampledBatches, TOY_SETS, data_sharding,
+                          load_digits)
 from genflow.models import MLP, PREDICTIONS
 from genflow.objectives import denoising_score_matching, flow_matching, lognormal_sigma, uniform_time, weighting
 from genflow.processes import DDPM, EDM, VE, VP, RectifiedFlow, SubVP
@@ -36,7 +37,7 @@ def _choice(key: str, value: str, options) -> None:
 def validate(exp: C.Experiment) -> None:
     """Reject bad names and values before anything is compiled or written."""
     _choice("process.name", exp.process.name, PROCESSES)
-    _choice("data.name", exp.data.name, ("digits", "gmm", *TOY_SETS, *TFDS_SETS))
+    _choice("data.name", exp.data.name, ("digits", "gmm", "folder", *TOY_SETS, *TFDS_SETS))
     _choice("net.name", exp.net.name, ("mlp", "unet"))
     _choice("predicts", exp.predicts, PREDICTIONS)
     _choice("objective", exp.objective, OBJECTIVES)
@@ -84,16 +85,16 @@ class DataBundle:
     """What training needs from a data set."""
     batches: Any                    # iterator of (x0, cond) global batches, with .position
     shape: tuple[int, ...]          # one example's shape
-    heldout: np.ndarray             # reference data for metrics and figures
+    heldout: np.ndarray             # real data never trained on, for metrics and figures
+    reference: np.ndarray           # real data the metrics compare against (training set or fresh draws)
     num_classes: int | None
     exact: GaussianMixture | None   # the exact mixture, where the data is one
 
 
 def build_data(cfg: C.Data, batch_size: int, seed: int, mesh, position: int = 0) -> DataBundle:
     sharding = data_sharding(mesh) if mesh is not None else None
-    if cfg.name in TFDS_SETS:
-        raise ConfigError(f"data set {cfg.name!r} is read through tensorflow-datasets, whose pipeline genflow "
-                          "does not have yet; train on data.name=digits or a 2-D set for now.")
+    if cfg.name in TFDS_SETS or cfg.name == "folder":
+        return _build_image_data(cfg, batch_size, seed, sharding, position)
     if cfg.name == "digits":
         x, y, hx, _ = load_digits(holdout=cfg.holdout)
         try:
@@ -101,12 +102,43 @@ def build_data(cfg: C.Data, batch_size: int, seed: int, mesh, position: int = 0)
                                    sharding=sharding, position=position)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        return DataBundle(batches, x.shape[1:], hx, 10, None)
+        return DataBundle(batches, x.shape[1:], hx, x, 10, None)
     mixture = GaussianMixture.eight_gaussians() if cfg.name in ("gmm", "8gaussians") else None
     fn = mixture.sample if mixture is not None else TOY_SETS[cfg.name]
-    heldout = np.asarray(fn(jax.random.PRNGKey(10_000 + seed), max(cfg.holdout, 2000)))
+    n = max(cfg.holdout, 2000)
+    heldout = np.asarray(fn(jax.random.PRNGKey(10_000 + seed), n))
+    reference = np.asarray(fn(jax.random.PRNGKey(20_000 + seed), n))
     batches = SampledBatches(fn, batch_size, seed=seed, sharding=sharding, position=position)
-    return DataBundle(batches, (2,), heldout, None, mixture)
+    return DataBundle(batches, (2,), heldout, reference, None, mixture)
+
+
+def _build_image_data(cfg: C.Data, batch_size: int, seed: int, sharding, position: int) -> DataBundle:
+    """TFDS data sets (through tfds.data_source) and image folders, read batch by batch."""
+    from genflow.data import folder, tfds_source
+
+    try:
+        if cfg.name == "folder":
+            if not cfg.path:
+                raise ConfigError("data.name=folder needs data.path, a directory of .png/.jpg images.")
+            paths, labels, classes = folder.scan_folder(cfg.path, cfg.labels)
+            fetch = folder.make_fetch(paths, labels, cfg.image_size, cfg.channels)
+            size, shape = len(paths), (cfg.image_size, cfg.image_size, cfg.channels)
+            num_classes = len(classes) or None
+            held_fetch, held_size = fetch, min(cfg.holdout, size)
+        else:
+            spec = tfds_source.SPECS[cfg.name]
+            source = tfds_source.open_source(cfg.name, "train", cfg.data_dir)
+            fetch, size, shape, num_classes = tfds_source.make_fetch(source, spec), len(source), spec.shape, spec.num_classes
+            held_size = 0
+            if cfg.holdout:
+                test = tfds_source.open_source(cfg.name, "test" if cfg.name != "celeb_a" else "validation", cfg.data_dir)
+                held_fetch, held_size = tfds_source.make_fetch(test, spec), min(cfg.holdout, len(test))
+        batches = IndexedBatches(fetch, size, batch_size, seed=seed, random_flip=cfg.random_flip,
+                                 sharding=sharding, position=position)
+    except ValueError as e:  # includes DatasetNotPrepared and empty or missing folders
+        raise ConfigError(str(e)) from None
+    heldout = held_fetch(np.arange(held_size))[0] if held_size else np.zeros((0,) + shape, np.float32)
+    return DataBundle(batches, shape, heldout, heldout, num_classes, None)
 
 
 def build_net(cfg: C.Net, shape: tuple[int, ...], dtype: str, seed: int, num_classes: int | None = None):

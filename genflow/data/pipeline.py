@@ -2,16 +2,24 @@
 
 Each source is deterministic in (seed, position): batch i depends on nothing but i, so the
 data position saved in a checkpoint (the number of batches consumed) resumes the stream
-exactly, and every process of a multi-host run builds the same global batch and places only
-its addressable shards.
+exactly. In a multi-host run every process computes the same global batch indices and reads
+only its own slice of them; ``jax.make_array_from_process_local_data`` assembles the global array.
+
+Why not grain: its samplers give the same per-epoch shuffling, but a stream that is a pure
+function of (seed, i) needs no iterator state in checkpoints and no worker processes (which
+need absl flags marked as parsed); a one-batch-ahead host thread is enough for data sets that
+decode this cheaply.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+Fetch = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
@@ -24,49 +32,92 @@ def put_global(batch: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(batch.shape, sharding, lambda idx: batch[idx])
 
 
-class ArrayBatches:
-    """Epoch-shuffled batches of an in-memory array (N, ...), reshuffled every epoch from
-    ``seed``; the last incomplete batch of an epoch is dropped so shapes stay static.
+def put_local(local: np.ndarray, sharding: NamedSharding, global_batch: int) -> jax.Array:
+    """Assemble this process's slice of a batch into the global array (all processes call it)."""
+    return jax.make_array_from_process_local_data(sharding, local, (global_batch,) + local.shape[1:])
 
-    ``labels`` (N,) come along as a second output when given; ``random_flip`` mirrors images
-    (N, H, W, C) left-right with probability 1/2, drawn from (seed, position)."""
 
-    def __init__(self, x: np.ndarray, batch_size: int, *, seed: int = 0, labels: np.ndarray | None = None,
-                 random_flip: bool = False, sharding: NamedSharding | None = None, position: int = 0):
-        if batch_size > len(x):
-            raise ValueError(f"batch size {batch_size} exceeds the {len(x)} training examples; lower train.batch_size.")
-        self.x, self.labels, self.batch_size, self.seed = x, labels, batch_size, seed
-        self.random_flip, self.sharding, self.position = random_flip, sharding, position
-        self.per_epoch = len(x) // batch_size
+class IndexedBatches:
+    """Epoch-shuffled batches of a random-access source of ``size`` examples.
+
+    ``fetch(indices) -> (x, labels or None)`` reads examples; the permutation of each epoch comes
+    from (seed, epoch), and the last incomplete batch of an epoch is dropped so shapes stay
+    static. ``random_flip`` mirrors images (B, H, W, C) left-right with probability 1/2, drawn
+    from (seed, position). With ``prefetch`` the next batch is read on a host thread.
+    """
+
+    def __init__(self, fetch: Fetch, size: int, batch_size: int, *, seed: int = 0, random_flip: bool = False,
+                 sharding: NamedSharding | None = None, position: int = 0, prefetch: bool = True):
+        if batch_size > size:
+            raise ValueError(f"batch size {batch_size} exceeds the {size} training examples; lower train.batch_size.")
+        nproc = jax.process_count()
+        if batch_size % nproc:
+            raise ValueError(f"batch size {batch_size} does not split over {nproc} processes; use a multiple of {nproc}.")
+        self.fetch, self.size, self.batch_size, self.seed = fetch, size, batch_size, seed
+        self.random_flip, self.sharding = random_flip, sharding
+        self.per_epoch = size // batch_size
+        self._pool = ThreadPoolExecutor(1) if prefetch else None
+        self._ahead = None
+        self.position = position
+
+    @property
+    def position(self) -> int:
+        """Batches handed out so far: the data position saved in checkpoints."""
+        return self._position
+
+    @position.setter
+    def position(self, value: int) -> None:
+        self._position, self._ahead = int(value), None
 
     def indices(self, i: int) -> np.ndarray:
+        """Global example indices of batch i."""
         epoch, j = divmod(i, self.per_epoch)
-        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
+        perm = np.random.default_rng([self.seed, epoch]).permutation(self.size)
         return perm[j * self.batch_size:(j + 1) * self.batch_size]
 
     def host_batch(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        idx = self.indices(i)
-        x = self.x[idx]
+        """This process's slice of batch i, as host arrays."""
+        nproc, pid = jax.process_count(), jax.process_index()
+        local = slice(pid * self.batch_size // nproc, (pid + 1) * self.batch_size // nproc)
+        x, y = self.fetch(self.indices(i)[local])
         if self.random_flip:
-            flip = np.random.default_rng([self.seed, i, 1]).random(len(idx)) < 0.5
+            flip = (np.random.default_rng([self.seed, i, 1]).random(self.batch_size) < 0.5)[local]
             x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
-        return x, (None if self.labels is None else self.labels[idx])
+        return x, y
+
+    def _read(self, i: int):
+        return self.host_batch(i)
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        x, y = self.host_batch(self.position)
-        self.position += 1
+        i = self._position
+        if self._ahead is not None and self._ahead[0] == i:
+            x, y = self._ahead[1].result()
+        else:
+            x, y = self._read(i)
+        if self._pool is not None:
+            self._ahead = (i + 1, self._pool.submit(self._read, i + 1))
+        self._position = i + 1
         if self.sharding is not None:
-            x = put_global(x, self.sharding)
-            y = None if y is None else put_global(y, self.sharding)
+            x = put_local(x, self.sharding, self.batch_size)
+            y = None if y is None else put_local(y, self.sharding, self.batch_size)
         return x, y
+
+
+class ArrayBatches(IndexedBatches):
+    """``IndexedBatches`` over in-memory arrays x (N, ...) and optional labels (N,)."""
+
+    def __init__(self, x: np.ndarray, batch_size: int, *, labels: np.ndarray | None = None, **kwargs):
+        self.x, self.labels = x, labels
+        fetch = lambda idx: (x[idx], None if labels is None else labels[idx])
+        super().__init__(fetch, len(x), batch_size, prefetch=False, **kwargs)
 
 
 class SampledBatches:
     """Fresh draws ``sample_fn(fold_in(key(seed), i), batch_size)`` for toy data; batch i
-    depends only on (seed, i)."""
+    depends only on (seed, i), and every process draws the same global batch."""
 
     def __init__(self, sample_fn: Callable, batch_size: int, *, seed: int = 0,
                  sharding: NamedSharding | None = None, position: int = 0):
