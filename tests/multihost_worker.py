@@ -1,0 +1,42 @@
+"""One process of a two-process CPU run (launched by test_multihost.py).
+
+argv: process_id, num_processes, port, out_path. Each process has 2 CPU devices; the mesh
+spans all 4. Every process reads only its slice of each global batch.
+"""
+import json
+import os
+import sys
+
+pid, nproc, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+os.environ["JAX_PLATFORMS"] = "cpu"
+
+import jax  # noqa: E402
+
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+if nproc > 1:
+    jax.distributed.initialize(f"localhost:{port}", num_processes=nproc, process_id=pid)
+
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
+
+from genflow.data import ArrayBatches, data_sharding, load_digits  # noqa: E402
+from genflow.models import MLP  # noqa: E402
+from genflow.objectives import denoising_score_matching  # noqa: E402
+from genflow.processes import VP  # noqa: E402
+from genflow.training import init_state, make_mesh, make_optimizer, make_train_step, split_net  # noqa: E402
+
+mesh = make_mesh()
+x, y, _, _ = load_digits()
+batches = ArrayBatches(x, 32, labels=y, seed=0, sharding=data_sharding(mesh))
+graphdef, params, rest = split_net(MLP((8, 8, 1), width=64, depth=2, rngs=nnx.Rngs(0)))
+tx = make_optimizer("adam", 1e-3)
+state = jax.device_put(init_state(params, tx, 0), NamedSharding(mesh, P()))
+step = make_train_step(graphdef, rest, VP(), "eps", denoising_score_matching, tx, ema_decay=0.9, mesh=mesh)
+losses = []
+for _ in range(5):
+    state, m = step(state, next(batches))
+    losses.append(float(m["loss"]))
+if pid == 0:
+    json.dump({"losses": losses, "devices": jax.device_count(), "processes": jax.process_count()}, open(out, "w"))
