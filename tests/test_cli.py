@@ -74,3 +74,16 @@ def test_config_lists_keys(capsys):
     assert main(["config", "--set", "optim.lr=3e-4"]) == 0
     out = capsys.readouterr().out
     assert "optim.lr = 0.0003" in out and "process.name = 'vp'" in out
+
+
+def test_eval_prints_the_metrics_table_and_tensorboard_has_the_losses(capsys, tmp_path):
+    from genflow.training.tensorboard import read_scalars
+
+    workdir = str(tmp_path / "run")
+    train(C.with_overrides(TINY, ["train.steps=5"]), workdir, progress=False)
+    assert main(["eval", workdir]) == 0
+    out = capsys.readouterr().out
+    assert "| step" in out and "5 of 5" in out and "energy distance to data (held-out real data)" in out
+    event_files = os.listdir(os.path.join(workdir, "tensorboard"))
+    scalars = read_scalars(os.path.join(workdir, "tensorboard", event_files[0]))
+    assert [s for s, tag, _ in scalars if tag == "loss"] == [1, 2, 3, 4, 5]

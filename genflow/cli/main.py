@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", default=None, help="euler_ode or euler_maruyama (default: the run's)")
     s.add_argument("--steps", type=int, default=None, help="number of solver steps (default: the run's)")
 
+    e = sub.add_parser("eval", help="print the metrics table of a run (sample quality of its EMA weights)")
+    e.add_argument("run_dir")
+    e.add_argument("--seed", type=int, default=0)
+
     c = sub.add_parser("config", help="print an experiment's config keys and values")
     c.add_argument("experiment", nargs="?")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -83,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(line)
             print(f"done: step {summary['step']:,}; wrote {workdir}/samples.png, loss.png, metrics.jsonl",
                   file=sys.stderr)
+            return 0
+        if args.command == "eval":
+            from genflow.cli.run import eval_run
+
+            print("\n".join(eval_run(args.run_dir, seed=args.seed)))
             return 0
         if args.command == "sample":
             from genflow.cli.run import sample

@@ -1,6 +1,7 @@
 """A training run on disk: build everything from an Experiment, train, sample, resume.
 
-Layout of a run directory: config.json, metrics.jsonl, samples.png, loss.png, checkpoints/.
+Layout of a run directory: config.json, metrics.jsonl, samples.png, loss.png, eval.json,
+checkpoints/ and tensorboard/ (event files: `tensorboard --logdir runs`).
 """
 from __future__ import annotations
 
@@ -143,7 +144,8 @@ def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bo
                                 checkpointer=checkpointer, meta={"experiment": exp.name},
                                 metrics_path=metrics_path, log_every=exp.train.log_every,
                                 ckpt_every=exp.train.ckpt_every, sample_every=exp.train.sample_every,
-                                on_sample=on_sample, progress=progress)
+                                on_sample=on_sample, tensorboard_dir=os.path.join(workdir, "tensorboard"),
+                                progress=progress)
     checkpointer.close()
     summary = {"workdir": workdir, "step": int(jax.device_get(state.step)), "stopped": stopped}
     if os.path.exists(metrics_path):
@@ -208,3 +210,30 @@ def sample(workdir: str, num: int, out: str, *, seed: int = 0, sampler: str | No
         np.save(out, x)
     print(f"wrote {num} samples to {out}", file=sys.stderr)
     return out
+
+
+def eval_run(workdir: str, seed: int = 0) -> list[str]:
+    """The metrics table of a run: progress, last logged training numbers, and sample quality of
+    its EMA weights next to real held-out data (recomputed, and saved to eval.json)."""
+    parts, state = load_run(workdir)
+    step = int(jax.device_get(state.step))
+    rows = [("step", f"{step:,} of {parts.exp.train.steps:,}")]
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(metrics_path):
+        lines = [json.loads(line) for line in open(metrics_path) if line.strip()]
+        if lines:
+            last = lines[-1]
+            rows += [("training loss (last log)", f"{last['loss']:.4g}"),
+                     ("steps/s (last log)", f"{last['steps_per_s']:.1f}"),
+                     ("skipped non-finite steps", f"{sum(r.get('skipped', 0) for r in lines)}")]
+    metrics = evaluate(parts, state.ema, seed)
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+        json.dump(dict(metrics, step=step), f, indent=2)
+    names = {"fdd": "Fréchet digits distance", "energy": "energy distance to data"}
+    for k, v in metrics.items():
+        if k in names:
+            rows += [(f"{names[k]} (samples, EMA)", f"{v:.4f}"),
+                     (f"{names[k]} (held-out real data)", f"{metrics[k + '_heldout']:.4f}")]
+    width = max(len(r[0]) for r in rows)
+    return [f"| {'metric'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"] + \
+           [f"| {name.ljust(width)} | {value} |" for name, value in rows]

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from genflow.training.checkpoint import Checkpointer
 from genflow.training.state import TrainState
+from genflow.training.tensorboard import SummaryWriter
 
 
 def _truncate_metrics(path: str, last_step: int) -> None:
@@ -53,17 +54,19 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
                checkpointer: Checkpointer | None = None, meta: dict[str, Any] | None = None,
                metrics_path: str | None = None, log_every: int = 50, ckpt_every: int = 500,
                sample_every: int = 0, on_sample: Callable[[TrainState, int], None] | None = None,
-               progress: bool = True) -> tuple[TrainState, bool]:
+               tensorboard_dir: str | None = None, progress: bool = True) -> tuple[TrainState, bool]:
     """Run ``train_step`` from ``state.step`` to ``steps``. Returns (state, stopped_by_signal).
 
     Metrics stay on device between logs (the only host sync is every ``log_every`` steps).
     ``batches.position`` (batches consumed) is saved with each checkpoint beside ``meta``.
-    On SIGTERM or Ctrl-C the loop finishes the current step, saves, and returns.
+    Each log row goes to ``metrics_path`` (JSON lines) and, if given, to TensorBoard event files
+    in ``tensorboard_dir``. On SIGTERM or Ctrl-C the loop finishes the current step, saves, and returns.
     """
     start = int(jax.device_get(state.step))
     if metrics_path:
         _truncate_metrics(metrics_path, start)
     pending: list[dict] = []
+    writer = SummaryWriter(tensorboard_dir) if tensorboard_dir else None
     bar = tqdm(total=steps, initial=start, disable=not progress, dynamic_ncols=True, desc="train",
                file=sys.stderr)
     last_time, last_step = time.perf_counter(), start
@@ -90,6 +93,8 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
         if metrics_path:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
+        if writer is not None:
+            writer.scalars(step, {k: v for k, v in row.items() if k != "step"})
         bar.set_postfix(loss=f"{row['loss']:.4g}")
         pending, last_time, last_step = [], now, step
 
