@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
 
 from genflow import config as C
 from genflow.cli import build
@@ -60,14 +61,32 @@ def make_generator(parts: Parts, sample_cfg: C.Sample, num: int):
     sampler = build.build_sampler(sample_cfg, parts.process)
     shape = (num,) + tuple(parts.data.shape)
 
+    split = num % parts.mesh.size == 0  # shard the batch over devices when it divides evenly
+
     @jax.jit
     def generate(params, key):
         k1, k2 = jax.random.split(key)
         net = nnx.merge(parts.eval_graphdef, params, parts.eval_rest)
         model = Model(net, parts.process, parts.exp.predicts)
-        return sampler(model, parts.process.prior(k1, shape), k2)
+        x1 = parts.process.prior(k1, shape)
+        if split:
+            x1 = jax.lax.with_sharding_constraint(x1, NamedSharding(parts.mesh, P("data")))
+        return sampler(model, x1, k2)
 
     return generate
+
+
+def generate_samples(parts: Parts, params, sample_cfg: C.Sample, num: int, seed: int = 0, *,
+                     chunk: int = 1024, progress: bool = True) -> np.ndarray:
+    """``num`` samples in chunks of at most ``chunk`` (one compiled program), with a progress bar.
+    Chunk i uses key fold_in(seed, i), so the first n samples do not depend on ``num``."""
+    size = min(chunk, num)
+    generate = make_generator(parts, sample_cfg, size)
+    key = jax.random.PRNGKey(seed)
+    out = [np.asarray(generate(params, jax.random.fold_in(key, i)))
+           for i in tqdm(range(-(-num // size)), desc="sample", unit="chunk", disable=not progress or num <= size,
+                         file=sys.stderr)]
+    return np.concatenate(out)[:num]
 
 
 def evaluate(parts: Parts, params, seed: int = 0) -> dict[str, float]:
@@ -200,7 +219,7 @@ def sample(workdir: str, num: int, out: str, *, seed: int = 0, sampler: str | No
     cfg = C.Sample(sampler=sampler or cfg.sampler, steps=steps or cfg.steps, num=num, denoise=cfg.denoise)
     if cfg.sampler not in build.SAMPLERS:
         raise ConfigError(f"--sampler {cfg.sampler!r} is not one of {', '.join(build.SAMPLERS)}.")
-    x = np.asarray(make_generator(parts, cfg, num)(state.ema, jax.random.PRNGKey(seed)))
+    x = generate_samples(parts, state.ema, cfg, num, seed)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if out.endswith(".png"):
         save_samples(x, out, parts.data.heldout)
