@@ -56,6 +56,25 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--seed", type=int, default=0)
 
+    f = sub.add_parser("fid", help="FID of a run's samples against reference statistics (pytorch-fid's Inception)")
+    f.add_argument("run_dir")
+    f.add_argument("--ref", required=True, metavar="STATS.npz",
+                   help="pytorch-fid statistics (.npz with mu, sigma), e.g. from `genflow fid-stats`")
+    f.add_argument("--num", type=int, default=50_000, help="number of samples (default 50,000)")
+    f.add_argument("--batch-size", type=int, default=250, help="samples per sampler call and per Inception pass")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--weights", default=None, help="pt_inception-2015-12-05-6726825d.pth "
+                   "(default: $GENFLOW_CACHE or ~/.cache/genflow, downloaded once where there is internet)")
+
+    fs = sub.add_parser("fid-stats", help="reference FID statistics (pytorch-fid .npz) of a TFDS data set")
+    fs.add_argument("dataset", help="mnist, fashion_mnist, cifar10 or celeb_a")
+    fs.add_argument("--out", required=True, metavar="STATS.npz")
+    fs.add_argument("--num", type=int, default=None, help="first N examples (default: the whole split)")
+    fs.add_argument("--split", default="train")
+    fs.add_argument("--data-dir", default=None, help="TFDS data_dir (default ~/tensorflow_datasets)")
+    fs.add_argument("--batch-size", type=int, default=200)
+    fs.add_argument("--weights", default=None)
+
     c = sub.add_parser("config", help="print an experiment's config keys and values")
     c.add_argument("experiment", nargs="?")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -92,6 +111,17 @@ def main(argv: list[str] | None = None) -> int:
             from genflow.cli.run import eval_run
 
             print("\n".join(eval_run(args.run_dir, seed=args.seed)))
+            return 0
+        if args.command == "fid":
+            from genflow.cli.fid import fid_command
+
+            fid_command(args.run_dir, args.ref, args.num, args.batch_size, args.seed, args.weights)
+            return 0
+        if args.command == "fid-stats":
+            from genflow.cli.fid import fid_stats_command
+
+            fid_stats_command(args.dataset, args.out, args.num, args.data_dir, args.weights,
+                              split=args.split, batch_size=args.batch_size)
             return 0
         if args.command == "sample":
             from genflow.cli.run import sample
