@@ -239,3 +239,23 @@ class Comparison:
     fisher_samples: int = 8192      # x0 draws for the Fisher divergence (exact score known only)
     nll_samples: int = 256          # held-out points for the PF-ODE negative log-likelihood
     grad_batches: int = 64          # minibatch gradients for the gradient variance
+
+
+# -- ReFlow (`genflow reflow`, `genflow distill`, benchmarks/reflow_table.py) ----------------------------
+@dataclass(frozen=True)
+class Reflow:
+    """How a rectified-flow experiment continues: couplings of the trained flow, k-rectified flows
+    trained on them, and a distilled few-step sampler. An experiment file sets
+    ``reflow = Reflow(...)`` beside its ``config`` (see experiments/reflow_2d.py)."""
+    num_couples: int = 20_000       # (noise, sample) couples per round, rounded up to whole chunks
+    chunk_size: int = 4096          # couples per file and per compiled ODE solve
+    solver: str = "tsit5"           # couplings: tsit5 | dopri5 | heun | midpoint | euler
+    ode_steps: int = 0              # 0: adaptive steps (rtol, atol); > 0: that many fixed steps
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    rounds: int = 1                 # reflow rounds after the 1-RF: 1 gives 2-RF, 2 gives 3-RF
+    steps: int = 4000               # training steps per reflow round (from the previous flow's EMA)
+    distill_steps: int = 2000       # training steps of the distilled sampler
+    distill_k: int = 1              # Euler steps of the distilled sampler (1: one-step generator)
+    lr: float | None = None         # None: the experiment's optim.lr
+    eval_samples: int = 2000        # samples per entry of the table (one prior draw for all rows)

@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", default=None, help="euler_ode or euler_maruyama (default: the run's)")
     s.add_argument("--steps", type=int, default=None, help="number of solver steps (default: the run's)")
 
+    k = sub.add_parser("compare-objectives",
+                       help="train one network under several score-matching objectives and compare them")
+    k.add_argument("experiment", help="experiment file with `config` and `comparison`, e.g. experiments/compare_2d.py")
+    k.add_argument("--out", default=None, help="output directory (default: runs/<name>-compare)")
+    k.add_argument("--steps", type=int, default=None, help="training steps per objective (default: train.steps)")
+    k.add_argument("--seed", type=int, default=None, help="seed (default: train.seed)")
+
     e = sub.add_parser("eval", help="print the metrics table of a run (sample quality of its EMA weights)")
     e.add_argument("run_dir")
     e.add_argument("--seed", type=int, default=0)
@@ -107,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"done: step {summary['step']:,}; wrote {workdir}/samples.png, loss.png, metrics.jsonl",
                   file=sys.stderr)
             return 0
+        if args.command == "compare-objectives":
+            from genflow.cli.compare import compare_command
+
+            return compare_command(args.experiment, args.out, args.steps, args.seed)
         if args.command == "eval":
             from genflow.cli.run import eval_run
 

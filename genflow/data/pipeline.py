@@ -115,9 +115,16 @@ class ArrayBatches(IndexedBatches):
         super().__init__(fetch, len(x), batch_size, prefetch=False, **kwargs)
 
 
+DATA_STREAM = 0x64617461  # "data": the data's keys hang off fold_in(key(seed), DATA_STREAM)
+
+
 class SampledBatches:
-    """Fresh draws ``sample_fn(fold_in(key(seed), i), batch_size)`` for toy data; batch i
-    depends only on (seed, i), and every process draws the same global batch."""
+    """Fresh draws ``sample_fn(fold_in(data_key, i), batch_size)`` for toy data; batch i
+    depends only on (seed, i), and every process draws the same global batch.
+
+    ``data_key = fold_in(key(seed), DATA_STREAM)``: the train step's keys are
+    ``fold_in(key(seed), step)``, and with JAX's default keys ``fold_in(k, i) == split(k, n)[i]``,
+    so drawing the data from ``fold_in(key(seed), i)`` too would reuse the step's key."""
 
     def __init__(self, sample_fn: Callable, batch_size: int, *, seed: int = 0,
                  sharding: NamedSharding | None = None, position: int = 0):
@@ -125,7 +132,7 @@ class SampledBatches:
         self.batch_size, self.seed, self.sharding, self.position = batch_size, seed, sharding, position
 
     def host_batch(self, i: int) -> tuple[np.ndarray, None]:
-        key = jax.random.fold_in(jax.random.PRNGKey(self.seed), i)
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.seed), DATA_STREAM), i)
         return np.asarray(self.sample_fn(key, self.batch_size)), None
 
     def __iter__(self):

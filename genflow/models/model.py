@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from genflow.processes.base import AbstractProcess, expand_like
+from genflow.processes.base import AbstractProcess, expand_like, float_dtype
 
 PREDICTIONS = ("eps", "x0", "score", "v", "velocity")
 
@@ -33,7 +33,7 @@ PREDICTIONS = ("eps", "x0", "score", "v", "velocity")
 def coefficients(process: AbstractProcess, name: str, t: Array) -> tuple[Array, Array]:
     """(p, q) with quantity ``name`` = p x0 + q eps at time t (shape of t)."""
     t = jnp.asarray(t)
-    one = jnp.ones_like(t, dtype=jnp.result_type(t, jnp.float32))
+    one = jnp.ones_like(t, dtype=float_dtype(t))
     zero = jnp.zeros_like(one)
     if name == "eps":
         return zero, one
@@ -52,7 +52,7 @@ def output_scale(process: AbstractProcess, predicts: str, target: str, t: Array)
     """d(target)/d(out) for a network predicting ``predicts``: an error in the network's own
     output space times this factor is the error in ``target`` space. Exactly 1 when equal."""
     if predicts == target:
-        return jnp.ones_like(jnp.asarray(t, dtype=jnp.result_type(t, jnp.float32)))
+        return jnp.ones_like(jnp.asarray(t, dtype=float_dtype(t)))
     a, s = process.alpha(t), process.sigma(t)
     p, q = coefficients(process, predicts, t)
     big_p, big_q = coefficients(process, target, t)

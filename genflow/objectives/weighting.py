@@ -14,7 +14,7 @@ from typing import Callable
 import jax.numpy as jnp
 from jax import Array
 
-from genflow.processes.base import AbstractProcess
+from genflow.processes.base import AbstractProcess, float_dtype
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Weighting:
 
 
 def _ones(process, t):
-    return jnp.ones_like(jnp.asarray(t, dtype=jnp.result_type(t, jnp.float32)))
+    return jnp.ones_like(jnp.asarray(t, dtype=float_dtype(t)))
 
 
 eps = Weighting("eps", _ones, "eps")

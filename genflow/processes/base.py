@@ -14,6 +14,12 @@ import jax.numpy as jnp
 from jax import Array
 
 
+def float_dtype(t) -> jnp.dtype:
+    """At least float32, and float64 for float64 input even when ``t`` is weakly typed
+    (``jnp.result_type(t, float32)`` would demote a weak float64 to float32)."""
+    return jnp.promote_types(jnp.asarray(t).dtype, jnp.float32)
+
+
 def expand_like(t: Array, x: Array) -> Array:
     """Reshape a per-example time ``t`` of shape (B,) (or a scalar) to broadcast against x (B, ...)."""
     t = jnp.asarray(t)
@@ -68,7 +74,7 @@ class AbstractProcess:
         Generic and jit-safe; 60 halvings reach float64 resolution of the unit interval.
         """
         log_snr = jnp.asarray(log_snr)
-        dtype = jnp.result_type(log_snr, jnp.float32)
+        dtype = float_dtype(log_snr)
         lo = jnp.full(log_snr.shape, self.t_min, dtype)
         hi = jnp.full(log_snr.shape, self.t_max, dtype)
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from genflow._pytree import pytree_dataclass
-from genflow.processes.base import AbstractProcess
+from genflow.processes.base import AbstractProcess, float_dtype
 
 
 class _LinearBeta:
@@ -87,13 +87,13 @@ class VE(AbstractProcess):
     t_max: float = 1.0
 
     def alpha(self, t):
-        return jnp.ones_like(jnp.asarray(t, dtype=jnp.result_type(t, jnp.float32)))
+        return jnp.ones_like(jnp.asarray(t, dtype=float_dtype(t)))
 
     def sigma(self, t):
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
 
     def alpha_dot(self, t):
-        return jnp.zeros_like(jnp.asarray(t, dtype=jnp.result_type(t, jnp.float32)))
+        return jnp.zeros_like(jnp.asarray(t, dtype=float_dtype(t)))
 
     def sigma_dot(self, t):
         return self.sigma(t) * jnp.log(self.sigma_max / self.sigma_min)
@@ -118,13 +118,13 @@ class EDM(AbstractProcess):
         return self.sigma_max ** (1.0 / self.rho) - self.sigma_min ** (1.0 / self.rho)
 
     def alpha(self, t):
-        return jnp.ones_like(jnp.asarray(t, dtype=jnp.result_type(t, jnp.float32)))
+        return jnp.ones_like(jnp.asarray(t, dtype=float_dtype(t)))
 
     def sigma(self, t):
         return (self.sigma_min ** (1.0 / self.rho) + t * self._span()) ** self.rho
 
     def alpha_dot(self, t):
-        return jnp.zeros_like(jnp.asarray(t, dtype=jnp.result_type(t, jnp.float32)))
+        return jnp.zeros_like(jnp.asarray(t, dtype=float_dtype(t)))
 
     def sigma_dot(self, t):
         base = self.sigma_min ** (1.0 / self.rho) + t * self._span()
@@ -146,10 +146,10 @@ class RectifiedFlow(AbstractProcess):
         return 1.0 - t
 
     def sigma(self, t):
-        return t * jnp.ones((), jnp.result_type(t, jnp.float32))
+        return t * jnp.ones((), float_dtype(t))
 
     def alpha_dot(self, t):
-        return -jnp.ones_like(jnp.asarray(t, dtype=jnp.result_type(t, jnp.float32)))
+        return -jnp.ones_like(jnp.asarray(t, dtype=float_dtype(t)))
 
     def sigma_dot(self, t):
-        return jnp.ones_like(jnp.asarray(t, dtype=jnp.result_type(t, jnp.float32)))
+        return jnp.ones_like(jnp.asarray(t, dtype=float_dtype(t)))
