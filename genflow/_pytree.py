@@ -2,6 +2,10 @@
 
 Numeric fields are leaves (a new ``beta_max`` does not recompile); a field marked
 ``static_field()`` is hashed into the compiled program (it sets a shape or a branch).
+
+Registered with ``register_pytree_with_keys`` rather than ``register_dataclass``: in jax 0.10
+the tree structures ``register_dataclass`` makes for two classes with the same field layout
+compare equal (VP and SubVP), and jit's cache then served one process's program for the other.
 """
 from __future__ import annotations
 
@@ -19,6 +23,23 @@ def pytree_dataclass(cls):
     """Make ``cls`` a frozen dataclass and register it with ``jax.tree_util``."""
     cls = dataclasses.dataclass(frozen=True)(cls)
     fields = dataclasses.fields(cls)
-    data = [f.name for f in fields if not f.metadata.get("static", False)]
-    meta = [f.name for f in fields if f.metadata.get("static", False)]
-    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+    data = tuple(f.name for f in fields if not f.metadata.get("static", False))
+    meta = tuple(f.name for f in fields if f.metadata.get("static", False))
+
+    def flatten_with_keys(obj):
+        children = [(jax.tree_util.GetAttrKey(n), getattr(obj, n)) for n in data]
+        return children, tuple(getattr(obj, n) for n in meta)
+
+    def flatten(obj):
+        return [getattr(obj, n) for n in data], tuple(getattr(obj, n) for n in meta)
+
+    def unflatten(aux, children):
+        obj = object.__new__(cls)
+        for n, v in zip(data, children):
+            object.__setattr__(obj, n, v)
+        for n, v in zip(meta, aux):
+            object.__setattr__(obj, n, v)
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    return cls

@@ -9,11 +9,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from genflow.models.model import Model
-
-
-def _finish(model: Model, x: Array, t: Array, cond: Any, denoise: bool) -> Array:
-    # Tweedie's denoiser E[x0 | x_t] at the last time removes the sigma(t_min) noise left there.
-    return model.x0(x, t, cond) if denoise else x
+from genflow.samplers._common import finish
 
 
 @partial(jax.jit, static_argnames="denoise")
@@ -30,7 +26,7 @@ def euler_ode(model: Model, x1: Array, ts: Array, cond: Any = None, *, denoise: 
         return x + (s - t) * model.velocity(x, t, cond), None
 
     x, _ = jax.lax.scan(step, x1, (ts[:-1], ts[1:]))
-    return _finish(model, x, ts[-1], cond, denoise)
+    return finish(model, x, ts[-1], cond, denoise)
 
 
 @partial(jax.jit, static_argnames="denoise")
@@ -54,4 +50,4 @@ def euler_maruyama(model: Model, x1: Array, ts: Array, key: Array, cond: Any = N
         return x - (t - s) * drift + noise_scale * z, None
 
     x, _ = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
-    return _finish(model, x, ts[-1], cond, denoise)
+    return finish(model, x, ts[-1], cond, denoise)

@@ -1,0 +1,51 @@
+"""DDIM for any Gaussian path (Song, Meng & Ermon 2021)."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from genflow.models.model import Model
+from genflow.samplers._common import finish, normal_like, x0_and_eps
+
+
+@partial(jax.jit, static_argnames=("eta", "denoise"))
+def ddim(model: Model, x1: Array, ts: Array, key: Array | None = None, cond: Any = None, *,
+         eta: float = 0.0, denoise: bool = False) -> Array:
+    """DDIM with stochasticity eta for any Gaussian path; 1 NFE per step.
+
+    From t to s < t, with x0_hat, eps_hat the model's E[x0 | x_t], E[eps | x_t]:
+        x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,
+        c^2 = eta^2 sigma_s^2 (1 - (alpha_t sigma_s)^2 / (alpha_s sigma_t)^2),
+    c being eta times the std of q(x_s | x_t, x0) (eq. 16 there, written for any alpha, sigma).
+    eta = 0 is the deterministic DDIM (Euler for the PF-ODE in (x / alpha, sigma / alpha));
+    eta = 1 on DDPM's grid ``process.timesteps()`` is DDPM's ancestral sampler with the posterior
+    variance. Each step samples the marginal at s, so the last step keeps its noise c z.
+
+    Args: x1 (B, ...) prior draw; ts (n+1,) decreasing from t_max to t_min; key a PRNG key
+      (needed when eta > 0; step i's noise from ``fold_in(key, i)``); eta in [0, 1], static.
+    Returns: x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE).
+    Reference: Song, Meng & Ermon 2021, eq. 12 (and eq. 16 for c).
+    """
+    if eta != 0.0 and key is None:
+        raise ValueError(f"ddim with eta={eta} draws noise: pass key=jax.random.PRNGKey(...).")
+    process = model.process
+    n = ts.shape[0] - 1
+
+    def step(x, inputs):
+        t, s, i = inputs
+        x0, eps = x0_and_eps(model, x, t, cond)
+        a_s, s_s = process.alpha(s), process.sigma(s)
+        if eta == 0.0:
+            return (a_s * x0 + s_s * eps).astype(x.dtype), None
+        # e^{lambda_t - lambda_s} written as a product, finite where alpha_t = 0 (rectified flow at t = 1).
+        ratio = (process.alpha(t) * s_s) ** 2 / (a_s * process.sigma(t)) ** 2
+        keep = jnp.sqrt(jnp.maximum(1.0 - eta**2 * (1.0 - ratio), 0.0))
+        c = eta * s_s * jnp.sqrt(jnp.maximum(1.0 - ratio, 0.0))
+        return (a_s * x0 + s_s * keep * eps + c * normal_like(key, i, x)).astype(x.dtype), None
+
+    x, _ = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
+    return finish(model, x, ts[-1], cond, denoise)
