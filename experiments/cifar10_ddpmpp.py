@@ -19,5 +19,5 @@ config = Experiment(
                 ema_decay=0.99929),  # 0.5 ** (512 / 500_000)
     train=Train(batch_size=512, steps=390_625, dtype="bfloat16", log_every=500, sample_every=20_000,
                 ckpt_every=10_000),
-    sample=Sample(sampler="euler_ode", steps=256, num=64, denoise=True),
+    sample=Sample(sampler="edm_heun", grid="karras", steps=18, num=64, denoise=False),  # EDM: Heun, 18 steps
 )

@@ -86,10 +86,16 @@ class Train:
 
 @dataclass(frozen=True)
 class Sample:
-    sampler: str = "euler_maruyama"  # euler_ode | euler_maruyama
+    sampler: str = "euler_maruyama"  # euler_ode | euler_maruyama | ddim | ancestral | pc | heun | edm_heun
+                                     # | dpm_solver_pp_2m | tsit5 | dopri5 (adaptive, rtol/atol)
     steps: int = 200
     num: int = 64
     denoise: bool = True             # end with Tweedie's E[x0 | x_tmin] (1 more NFE)
+    grid: str = "uniform"            # uniform | karras | log_snr
+    rtol: float = 1e-5               # adaptive solvers only
+    atol: float = 1e-5
+    eta: float = 0.0                 # ddim
+    churn: float = 0.0               # edm_heun's S_churn
 
 
 @dataclass(frozen=True)

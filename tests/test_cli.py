@@ -87,3 +87,21 @@ def test_eval_prints_the_metrics_table_and_tensorboard_has_the_losses(capsys, tm
     event_files = os.listdir(os.path.join(workdir, "tensorboard"))
     scalars = read_scalars(os.path.join(workdir, "tensorboard", event_files[0]))
     assert [s for s, tag, _ in scalars if tag == "loss"] == [1, 2, 3, 4, 5]
+
+
+def test_sample_with_the_solver_suite_reports_nfe_and_likelihood(capsys, tmp_path):
+    workdir = str(tmp_path / "run")
+    train(C.with_overrides(TINY, ["train.steps=5"]), workdir, progress=False)
+    out = str(tmp_path / "s.npy")
+    # denoise=True adds one NFE; on rectified flow the last Heun step ends at sigma = 0 and is Euler
+    for args, nfe in [(["--sampler", "dpm_solver_pp_2m", "--grid", "log_snr", "--steps", "6"], "7 NFE"),
+                      (["--sampler", "edm_heun", "--grid", "karras", "--steps", "4"], "8 NFE"),
+                      (["--sampler", "tsit5", "--rtol", "1e-3", "--atol", "1e-3"], "NFE per sample")]:
+        code, err = run_cli(capsys, "sample", workdir, "--num", "16", "--out", out, *args)
+        assert code == 0 and nfe in err, err
+        assert np.isfinite(np.load(out)).all()
+    code, err = run_cli(capsys, "sample", workdir, "--num", "16", "--out", out, "--grid", "cosine")
+    assert code == 2 and "sample.grid 'cosine' is not one of karras, log_snr, uniform." in err
+    assert main(["likelihood", workdir, "--num", "8", "--rtol", "1e-3", "--atol", "1e-3"]) == 0
+    table = capsys.readouterr().out
+    assert "NLL (nats/dim)" in table and "| trace" in table and "exact" in table

@@ -18,13 +18,16 @@ from genflow.data import (ArrayBatches, GaussianMixture, IndexedBatches, Sampled
 from genflow.models import MLP, PREDICTIONS
 from genflow.objectives import denoising_score_matching, flow_matching, lognormal_sigma, uniform_time, weighting
 from genflow.processes import DDPM, EDM, VE, VP, RectifiedFlow, SubVP
-from genflow.samplers import euler_maruyama, euler_ode, grids
+from genflow.samplers import (ancestral, ddim, dpm_solver_pp_2m, edm_heun, euler_maruyama, euler_ode, grids, ode_sample,
+                              predictor_corrector)
 
 PROCESSES = {"vp": VP, "subvp": SubVP, "ve": VE, "edm": EDM, "rectified_flow": RectifiedFlow, "ddpm": DDPM}
 OBJECTIVES = ("dsm", "flow_matching")
 WEIGHTINGS = ("eps", "likelihood", "sigma2", "uniform", "velocity", "edm")
 TIME_SAMPLING = ("uniform", "lognormal")
-SAMPLERS = ("euler_ode", "euler_maruyama")
+SAMPLERS = ("euler_ode", "euler_maruyama", "ddim", "ancestral", "pc", "heun", "edm_heun", "dpm_solver_pp_2m",
+            "tsit5", "dopri5")
+GRIDS = ("uniform", "karras", "log_snr")
 TFDS_SETS = ("mnist", "fashion_mnist", "cifar10", "celeb_a")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -46,6 +49,7 @@ def validate(exp: C.Experiment) -> None:
     _choice("optim.name", exp.optim.name, ("adam", "adamw", "lion", "tiger"))
     _choice("train.dtype", exp.train.dtype, DTYPES)
     _choice("sample.sampler", exp.sample.sampler, SAMPLERS)
+    _choice("sample.grid", exp.sample.grid, GRIDS)
     for key, value in [("train.batch_size", exp.train.batch_size), ("train.steps", exp.train.steps),
                        ("train.log_every", exp.train.log_every), ("train.ckpt_every", exp.train.ckpt_every),
                        ("sample.steps", exp.sample.steps), ("sample.num", exp.sample.num)]:
@@ -168,9 +172,38 @@ def build_objective(exp: C.Experiment, process) -> Callable:
     return partial(denoising_score_matching, weighting=w, time_sampler=times)
 
 
+def build_grid(cfg: C.Sample, process):
+    """The sampler's time grid (n+1,), decreasing from t_max to t_min."""
+    return {"uniform": grids.uniform, "karras": grids.karras, "log_snr": grids.log_snr}[cfg.grid](process, cfg.steps)
+
+
 def build_sampler(cfg: C.Sample, process) -> Callable:
-    """(model, x1, key) -> x0 with the configured sampler and a uniform grid."""
-    ts = grids.uniform(process, cfg.steps)
-    if cfg.sampler == "euler_ode":
-        return lambda model, x1, key: euler_ode(model, x1, ts, denoise=cfg.denoise)
-    return lambda model, x1, key: euler_maruyama(model, x1, ts, key, denoise=cfg.denoise)
+    """(model, x1, key) -> (x0, nfe) for the configured sampler and grid; nfe counts network calls."""
+    ts = build_grid(cfg, process)
+    n, d = cfg.steps, int(cfg.denoise)
+    fixed = {
+        "euler_ode": (lambda m, x1, k: euler_ode(m, x1, ts, denoise=cfg.denoise), n + d),
+        "euler_maruyama": (lambda m, x1, k: euler_maruyama(m, x1, ts, k, denoise=cfg.denoise), n + d),
+        "ddim": (lambda m, x1, k: ddim(m, x1, ts, k, eta=cfg.eta, denoise=cfg.denoise), n + d),
+        "pc": (lambda m, x1, k: predictor_corrector(m, x1, ts, k, denoise=cfg.denoise), 2 * n + d),
+        # Heun's correction runs on every step that does not end at sigma = 0
+        "edm_heun": (lambda m, x1, k: edm_heun(m, x1, ts, k, s_churn=cfg.churn, denoise=cfg.denoise),
+                     n + int(np.sum(np.asarray(process.sigma(ts[1:])) > 0)) + d),
+        "dpm_solver_pp_2m": (lambda m, x1, k: dpm_solver_pp_2m(m, x1, ts, denoise=cfg.denoise), n + d),
+    }
+    if cfg.sampler in fixed:
+        fn, nfe = fixed[cfg.sampler]
+        return lambda m, x1, k: (fn(m, x1, k), jnp.asarray(nfe))
+    if cfg.sampler == "ancestral":
+        if not isinstance(process, DDPM):
+            raise ConfigError("sample.sampler=ancestral needs process.name=ddpm; use ddim with eta=1 for other processes.")
+        return lambda m, x1, k: (ancestral(m, x1, k, denoise=cfg.denoise), jnp.asarray(process.num_steps - 1 + d))
+    if cfg.sampler == "heun":
+        return lambda m, x1, k: _with_nfe(ode_sample(m, x1, solver="heun", ts=ts, denoise=cfg.denoise))
+    return lambda m, x1, k: _with_nfe(ode_sample(m, x1, solver=cfg.sampler, rtol=cfg.rtol, atol=cfg.atol,
+                                                 denoise=cfg.denoise))
+
+
+def _with_nfe(result):
+    x, stats = result
+    return x, stats["nfe"]

@@ -88,7 +88,8 @@ def compare_command(experiment_path: str, out_dir: str | None = None, steps: int
         tx = make_optimizer(o.name, o.lr, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
                             warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
         net = build.build_net(exp.net, tuple(data.shape), exp.train.dtype, seed)
-        sampler = build.build_sampler(exp.sample, process)
+        with_nfe = build.build_sampler(exp.sample, process)
+        sampler = lambda model, x1, key: with_nfe(model, x1, key)[0]  # noqa: E731
     except (ConfigError, ValueError) as e:
         print(f"genflow: error: {e}", file=sys.stderr)
         return 2

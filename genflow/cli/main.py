@@ -49,8 +49,22 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--num", type=int, default=64)
     s.add_argument("--out", default=None, help="output .png (grid), .npz or .npy (default RUN_DIR/sample.png)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--sampler", default=None, help="euler_ode or euler_maruyama (default: the run's)")
+    s.add_argument("--sampler", default=None, help="euler_ode, euler_maruyama, ddim, ancestral, pc, heun, edm_heun, "
+                   "dpm_solver_pp_2m, or adaptive tsit5 / dopri5 (default: the run's)")
     s.add_argument("--steps", type=int, default=None, help="number of solver steps (default: the run's)")
+    s.add_argument("--grid", default=None, help="time grid: uniform, karras or log_snr (default: the run's)")
+    s.add_argument("--rtol", type=float, default=None, help="relative tolerance of adaptive solvers")
+    s.add_argument("--atol", type=float, default=None, help="absolute tolerance of adaptive solvers")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sample.* setting, e.g. --set eta=1.0 or --set churn=40")
+
+    lk = sub.add_parser("likelihood", help="PF-ODE negative log-likelihood (and bits/dim for images) of held-out data")
+    lk.add_argument("run_dir")
+    lk.add_argument("--num", type=int, default=256, help="held-out examples to evaluate")
+    lk.add_argument("--trace", default=None, help="exact (small data) or hutchinson (default: exact up to 64 dims)")
+    lk.add_argument("--rtol", type=float, default=1e-5)
+    lk.add_argument("--atol", type=float, default=1e-5)
+    lk.add_argument("--seed", type=int, default=0)
 
     k = sub.add_parser("compare-objectives",
                        help="train one network under several score-matching objectives and compare them")
@@ -137,8 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sample":
             from genflow.cli.run import sample
 
+            named = [f"{k}={v}" for k, v in [("sampler", args.sampler), ("steps", args.steps), ("grid", args.grid),
+                                              ("rtol", args.rtol), ("atol", args.atol)] if v is not None]
             sample(args.run_dir, args.num, args.out or os.path.join(args.run_dir, "sample.png"),
-                   seed=args.seed, sampler=args.sampler, steps=args.steps)
+                   seed=args.seed, overrides=named + args.set)
+            return 0
+        if args.command == "likelihood":
+            from genflow.cli.run import likelihood
+
+            print("\n".join(likelihood(args.run_dir, args.num, trace=args.trace, rtol=args.rtol, atol=args.atol,
+                                        seed=args.seed)))
             return 0
     except ConfigError as e:
         print(f"genflow: error: {e}", file=sys.stderr)
