@@ -105,3 +105,14 @@ def test_sample_with_the_solver_suite_reports_nfe_and_likelihood(capsys, tmp_pat
     assert main(["likelihood", workdir, "--num", "8", "--rtol", "1e-3", "--atol", "1e-3"]) == 0
     table = capsys.readouterr().out
     assert "NLL (nats/dim)" in table and "| trace" in table and "exact" in table
+
+
+def test_reflow_and_distill_commands(capsys, tmp_path):
+    workdir = str(tmp_path / "run")
+    train(C.with_overrides(TINY, ["train.steps=3"]), workdir, progress=False)
+    small = ["--num-couples", "32", "--steps", "2", "--ode-steps", "3", "--batch-size", "16"]
+    assert main(["reflow", workdir, *small]) == 0
+    assert main(["distill", workdir, *small]) == 0
+    err = capsys.readouterr().err
+    assert "2-RF" in err and "distilled 1-step" in err
+    assert os.path.exists(workdir + "-2rf") and os.path.exists(workdir + "-distill1")

@@ -73,6 +73,23 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--steps", type=int, default=None, help="training steps per objective (default: train.steps)")
     k.add_argument("--seed", type=int, default=None, help="seed (default: train.seed)")
 
+    for name, helptext in [("reflow", "couplings of a trained rectified flow, then the next k-rectified flow on them"),
+                           ("distill", "distil a trained rectified flow into a k-step (default one-step) sampler")]:
+        r = sub.add_parser(name, help=helptext)
+        r.add_argument("run_dir")
+        r.add_argument("--out", default=None, help="run directory to write (default: next to RUN_DIR)")
+        r.add_argument("--num-couples", type=int, default=20_000, help="(noise, sample) couples to generate")
+        r.add_argument("--steps", type=int, default=None, help="training steps (default: the run's train.steps)")
+        r.add_argument("--seed", type=int, default=0)
+        r.add_argument("--batch-size", type=int, default=None)
+        r.add_argument("--solver", default="tsit5", help="ODE solver for the couplings (tsit5, dopri5, heun, euler)")
+        r.add_argument("--ode-steps", type=int, default=None, help="fixed solver steps (default: adaptive)")
+        r.add_argument("--rtol", type=float, default=1e-5)
+        r.add_argument("--atol", type=float, default=1e-5)
+        r.add_argument("--lr", type=float, default=None)
+        if name == "distill":
+            r.add_argument("--k", type=int, default=1, help="Euler steps of the distilled sampler")
+
     e = sub.add_parser("eval", help="print the metrics table of a run (sample quality of its EMA weights)")
     e.add_argument("run_dir")
     e.add_argument("--seed", type=int, default=0)
@@ -132,6 +149,16 @@ def main(argv: list[str] | None = None) -> int:
             from genflow.cli.compare import compare_command
 
             return compare_command(args.experiment, args.out, args.steps, args.seed)
+        if args.command in ("reflow", "distill"):
+            from genflow.cli.run import load_run
+            from genflow.reflow import distill_command, reflow_command
+
+            common = dict(load_run=load_run, num_couples=args.num_couples, steps=args.steps, seed=args.seed,
+                          batch_size=args.batch_size, solver=args.solver, ode_steps=args.ode_steps, rtol=args.rtol,
+                          atol=args.atol, lr=args.lr)
+            if args.command == "reflow":
+                return reflow_command(args.run_dir, args.out, **common)
+            return distill_command(args.run_dir, args.out, k=args.k, **common)
         if args.command == "eval":
             from genflow.cli.run import eval_run
 

@@ -1,0 +1,29 @@
+"""ReFlow on the embedded 8x8 digits: 1-rectified flow -> 2-rectified flow -> one-step distillation.
+
+Same recipe as experiments/reflow_2d.py with the digits MLP; quality is the Fréchet digits
+distance (FDD, genflow.metrics.frechet_digits_distance) of 2,000 samples to the training digits.
+Time runs data (t = 0) to noise (t = 1) as everywhere in genflow; rectified-flow papers' time is 1 - t.
+Run:    PYTHONPATH=. python benchmarks/reflow_table.py experiments/reflow_digits.py --out runs/reflow_digits
+Expect: straightness falls and 1- to 4-step FDD improve from 1-RF to 2-RF; roughly 15-30 minutes
+        on 2 CPU cores, about 2 minutes on one GPU (see the issue note for a measured table).
+"""
+from genflow.config import Data, Experiment, Net, Optim, Process, Reflow, Sample, Train
+
+config = Experiment(
+    name="reflow_digits",
+    data=Data(name="digits"),
+    process=Process(name="rectified_flow"),
+    net=Net(name="mlp", width=512, depth=3),
+    predicts="velocity", objective="flow_matching",
+    optim=Optim(name="adam", lr=1e-3, warmup_steps=100, grad_clip=1.0, ema_decay=0.999),
+    train=Train(batch_size=128, steps=5000, log_every=100, ckpt_every=1000),
+    sample=Sample(sampler="euler_ode", steps=100, num=64, denoise=False),
+)
+
+reflow = Reflow(
+    num_couples=10_000, chunk_size=2000,
+    solver="tsit5", rtol=1e-4, atol=1e-4,
+    rounds=1, steps=5000,
+    distill_steps=3000, distill_k=1,
+    lr=5e-4, eval_samples=2000,
+)

@@ -1,0 +1,286 @@
+"""The GAN as a diffusion ODE: training a generator with a critic, one jitted sharded step.
+
+The generator is a one-step flow: a velocity network v and g(z) = z - v(z, 1) (one Euler step
+of the PF-ODE from t = 1 to 0, ``genflow.reflow.one_step_sample``), z ~ N(0, I). It is exactly
+the parameterisation of a one-step distilled rectified flow, so the GAN and ReFlow + distillation
+compare like for like. The critic phi: x -> R (``Critic``) estimates the velocity that moves the
+generated samples toward the data (seed equations, sections 6-7; ``genflow.objectives.critic``).
+
+One train step (``make_gan_step``) = ``n_critic`` critic updates, each on a fresh generated batch
+and its own slice of the real batch, then one generator update in one of two forms:
+
+    "regression": targets y = g(z) + eta grad phi(g(z)) held fixed, then ``inner_steps``
+                  optimizer steps on E || g_theta(z) - y ||^2 (section 6);
+    "potential":  one optimizer step on -E phi(g_theta(z)) (its first-order form; WGAN's).
+
+With ``inner_steps = 1`` and a scale-invariant optimizer (Adam) the two forms take the same step
+up to Adam's epsilon, since their gradients differ by the factor 2 eta; they differ when the
+regression takes several steps toward its fixed targets or with plain SGD.
+The critic objective is "derived" (zero-centred penalty, lambda/2 E||grad phi||^2), "wgan_gp"
+((||grad phi|| - 1)^2, lambda = 10) or "reflow" (the regression E||grad phi(x_t) - (x0 - x1)||^2).
+
+State and checkpoints: ``GANState`` holds two ``TrainState``s (generator with EMA; critic), saved
+with ``genflow.training.Checkpointer`` and run by ``genflow.training.train_loop``, which logs
+the critic loss as ``loss`` and the generator's gradient norm as ``grad_norm``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax import Array
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from genflow._pytree import pytree_dataclass
+from genflow.data.pipeline import SampledBatches, data_sharding
+from genflow.models.model import Model
+from genflow.objectives.critic import (CRITIC_LOSSES, critic_targets, generator_potential_loss,
+                                       generator_regression_loss)
+from genflow.processes import RectifiedFlow
+from genflow.training import Checkpointer, init_state, train_loop
+from genflow.training.state import TrainState
+
+GENERATOR_FORMS = ("regression", "potential")
+
+
+class Critic(nnx.Module):
+    """phi: x (B, ...) -> (B,), an MLP with smooth (SiLU) activations so grad phi is smooth too
+    (the gradient penalty differentiates through grad phi). No normalisation over the batch."""
+
+    def __init__(self, data_shape: tuple[int, ...], *, width: int = 128, depth: int = 3, rngs: nnx.Rngs):
+        d = math.prod(data_shape)
+        self.layers = nnx.List([nnx.Linear(d if i == 0 else width, width, rngs=rngs) for i in range(depth)])
+        self.out = nnx.Linear(width, 1, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        h = x.reshape(x.shape[0], -1)
+        for layer in self.layers:
+            h = jax.nn.silu(layer(h))
+        return self.out(h)[:, 0]
+
+
+@pytree_dataclass
+class GANState:
+    """step (); gen: the generator's TrainState (params, optimizer, EMA, key); critic: the critic's
+    (its ``ema`` is unused, kept so both are plain TrainStates)."""
+
+    step: Array
+    gen: TrainState
+    critic: TrainState
+
+
+def init_gan_state(gen_params, critic_params, gen_tx, critic_tx, seed: int) -> GANState:
+    """A fresh state on copies of the given parameters (the step donates its state)."""
+    gen = init_state(jax.tree.map(jnp.copy, gen_params), gen_tx, seed)
+    critic = init_state(jax.tree.map(jnp.copy, critic_params), critic_tx, seed + 1)
+    return GANState(step=jnp.zeros((), jnp.int32), gen=gen, critic=critic)
+
+
+def generator(gen_graphdef: nnx.GraphDef, gen_rest: nnx.State) -> Callable[[nnx.State, Array], Array]:
+    """``g(params, z) = z - v(z, 1)``: the one-step flow of the velocity network ``gen_graphdef``,
+    the same map as ``genflow.reflow.one_step_sample`` (written out: a 1-step scan inside the
+    step's gradients doubles its compile time)."""
+    process = RectifiedFlow()
+
+    def g(params, z):
+        model = Model(nnx.merge(gen_graphdef, params, gen_rest), process, "velocity")
+        t1 = jnp.full(z.shape[:1], process.t_max, z.dtype)
+        return z - (process.t_max - process.t_min) * model.velocity(z, t1)
+
+    return g
+
+
+def _scan(f, carry, xs, length: int):
+    """``lax.scan(f, carry, xs, length)``, called directly when length is 1 (a smaller program)."""
+    if length > 1:
+        return jax.lax.scan(f, carry, xs, length=length)
+    carry, y = f(carry, jax.tree.map(lambda a: a[0], xs))
+    return carry, jax.tree.map(lambda a: a[None], y)
+
+
+def make_gan_step(gen_graphdef: nnx.GraphDef, gen_rest: nnx.State, critic_graphdef: nnx.GraphDef,
+                  critic_rest: nnx.State, gen_tx: optax.GradientTransformation,
+                  critic_tx: optax.GradientTransformation, data_shape: tuple[int, ...], *,
+                  critic_objective: str = "derived", generator_form: str = "regression", penalty: float = 1.0,
+                  eta: float = 0.1, inner_steps: int = 1, n_critic: int = 1, ema_decay: float = 0.999,
+                  mesh: Mesh | None = None):
+    """``step(state, (x_real, None)) -> (state, metrics)``, jitted with the state donated.
+
+    x_real (n_critic * B, ...) holds one real batch of B per critic update. The state is
+    replicated and the batch split over the mesh's ``data`` axis, like ``make_train_step``; the
+    generated batches are drawn inside the step, also split over ``data``. A step whose losses or
+    gradient norms are not finite keeps the old parameters (``metrics['skipped']`` = 1).
+    """
+    if critic_objective not in CRITIC_LOSSES:
+        raise ValueError(f"unknown critic objective {critic_objective!r}; choose one of {', '.join(CRITIC_LOSSES)}.")
+    if generator_form not in GENERATOR_FORMS:
+        raise ValueError(f"unknown generator form {generator_form!r}; choose one of {', '.join(GENERATOR_FORMS)}.")
+    if n_critic < 1 or inner_steps < 1:
+        raise ValueError(f"n_critic and inner_steps must be at least 1, got {n_critic} and {inner_steps}.")
+    data_shape = tuple(data_shape)
+    g = generator(gen_graphdef, gen_rest)
+    loss_kwargs = {} if critic_objective == "reflow" else {"penalty": penalty}
+    critic_fn = CRITIC_LOSSES[critic_objective]
+    split_spec = NamedSharding(mesh, P("data")) if mesh is not None else None
+
+    def phi_of(params):
+        net = nnx.merge(critic_graphdef, params, critic_rest)
+        return lambda x: net(x)
+
+    def noise(key, b):
+        z = jax.random.normal(key, (b,) + data_shape)
+        return z if split_spec is None else jax.lax.with_sharding_constraint(z, split_spec)
+
+    def critic_update(carry, inputs):
+        gen_params, params, opt_state = carry
+        real, key = inputs
+        kz, kt = jax.random.split(key)
+        fake = jax.lax.stop_gradient(g(gen_params, noise(kz, real.shape[0])))
+        (loss, m), grads = jax.value_and_grad(lambda p: critic_fn(phi_of(p), real, fake, kt, **loss_kwargs),
+                                              has_aux=True)(params)
+        updates, opt_state = critic_tx.update(grads, opt_state, params)
+        return (gen_params, optax.apply_updates(params, updates), opt_state), (loss, m["gap"], optax.tree.norm(grads))
+
+    def generator_update(params, opt_state, phi, z):
+        if generator_form == "potential":
+            loss, grads = jax.value_and_grad(lambda p: generator_potential_loss(phi, g(p, z))[0])(params)
+            updates, opt_state = gen_tx.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss, optax.tree.norm(grads)
+        target = critic_targets(phi, g(params, z), eta)
+
+        def inner(carry, _):
+            p, o = carry
+            loss, grads = jax.value_and_grad(lambda q: generator_regression_loss(g(q, z), target)[0])(p)
+            updates, o = gen_tx.update(grads, o, p)
+            return (optax.apply_updates(p, updates), o), (loss, optax.tree.norm(grads))
+
+        (params, opt_state), (losses, norms) = _scan(inner, (params, opt_state), jnp.arange(inner_steps), inner_steps)
+        return params, opt_state, losses[0], norms[0]
+
+    def step(state: GANState, batch):
+        real_all, _ = batch
+        b = real_all.shape[0] // n_critic
+        # (n_critic * B) -> (B, n_critic) keeps each device's rows local; then one slice per update.
+        reals = jnp.moveaxis(real_all.reshape((b, n_critic) + data_shape), 1, 0)
+        key = jax.random.fold_in(state.gen.key, state.step)
+        k_critic, k_gen = jax.random.split(key)
+        (_, c_params, c_opt), (c_losses, gaps, c_norms) = _scan(
+            critic_update, (state.gen.params, state.critic.params, state.critic.opt_state),
+            (reals, jax.random.split(k_critic, n_critic)), n_critic)
+        phi = phi_of(c_params)
+        g_params, g_opt, g_loss, g_norm = generator_update(state.gen.params, state.gen.opt_state, phi,
+                                                           noise(k_gen, b))
+        ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.gen.ema, g_params)
+        ok = (jnp.all(jnp.isfinite(c_losses)) & jnp.all(jnp.isfinite(c_norms)) & jnp.isfinite(g_loss)
+              & jnp.isfinite(g_norm))
+        keep = lambda new, old: jax.tree.map(lambda a, c: jnp.where(ok, a, c), new, old)
+        gen = TrainState(step=state.gen.step + 1, params=keep(g_params, state.gen.params),
+                         opt_state=keep(g_opt, state.gen.opt_state), ema=keep(ema, state.gen.ema), key=state.gen.key)
+        critic = TrainState(step=state.critic.step + n_critic, params=keep(c_params, state.critic.params),
+                            opt_state=keep(c_opt, state.critic.opt_state), ema=state.critic.ema,
+                            key=state.critic.key)
+        metrics = {"loss": jnp.mean(c_losses), "grad_norm": g_norm, "skipped": (~ok).astype(jnp.int32),
+                   "gen_loss": g_loss, "gap": gaps[-1], "critic_grad_norm": jnp.mean(c_norms)}
+        return GANState(step=state.step + 1, gen=gen, critic=critic), metrics
+
+    if mesh is None:
+        return jax.jit(step, donate_argnums=0)
+    replicated = NamedSharding(mesh, P())
+    return jax.jit(step, donate_argnums=0, in_shardings=(replicated, split_spec),
+                   out_shardings=(replicated, replicated))
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """Settings of one GAN run (library-level: plain values, no experiment file needed)."""
+
+    critic_objective: str = "derived"   # derived | wgan_gp | reflow
+    generator_form: str = "regression"  # regression | potential
+    penalty: float = 1.0                # lambda
+    eta: float = 0.1                    # step along grad phi (regression form)
+    inner_steps: int = 1
+    n_critic: int = 1
+    batch_size: int = 256               # B per critic update; the real batch is n_critic * B
+    steps: int = 2000                   # generator updates
+    gen_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    b1: float = 0.5
+    b2: float = 0.9
+    ema_decay: float = 0.995
+    gen_width: int = 128
+    gen_depth: int = 3
+    critic_width: int = 128
+    critic_depth: int = 3
+    seed: int = 0
+
+
+def build_gan(cfg: GANConfig, data_shape: tuple[int, ...], mesh: Mesh | None = None):
+    """(state, step_fn, g): networks, optimizers (Adam), a fresh initial state, and the jitted step.
+
+    The networks and the compiled step are cached per (cfg, data_shape, mesh), so a resumed or
+    repeated run in one process compiles once; the state is always a fresh copy.
+    """
+    gen_params, critic_params, gen_tx, critic_tx, step_fn, g = _build(cfg, tuple(data_shape), mesh)
+    state = init_gan_state(gen_params, critic_params, gen_tx, critic_tx, cfg.seed)
+    if mesh is not None:
+        state = jax.device_put(state, NamedSharding(mesh, P()))
+    return state, step_fn, g
+
+
+@functools.lru_cache(maxsize=8)
+def _build(cfg: GANConfig, data_shape: tuple[int, ...], mesh: Mesh | None):
+    from genflow.models import MLP
+    from genflow.training import split_net
+
+    gen_net = MLP(data_shape, width=cfg.gen_width, depth=cfg.gen_depth, rngs=nnx.Rngs(cfg.seed))
+    critic_net = Critic(data_shape, width=cfg.critic_width, depth=cfg.critic_depth, rngs=nnx.Rngs(cfg.seed + 100))
+    gen_graphdef, gen_params, gen_rest = split_net(gen_net)
+    critic_graphdef, critic_params, critic_rest = split_net(critic_net)
+    gen_tx = optax.adam(cfg.gen_lr, b1=cfg.b1, b2=cfg.b2)
+    critic_tx = optax.adam(cfg.critic_lr, b1=cfg.b1, b2=cfg.b2)
+    step_fn = make_gan_step(gen_graphdef, gen_rest, critic_graphdef, critic_rest, gen_tx, critic_tx, data_shape,
+                            critic_objective=cfg.critic_objective, generator_form=cfg.generator_form,
+                            penalty=cfg.penalty, eta=cfg.eta, inner_steps=cfg.inner_steps, n_critic=cfg.n_critic,
+                            ema_decay=cfg.ema_decay, mesh=mesh)
+    return gen_params, critic_params, gen_tx, critic_tx, step_fn, generator(gen_graphdef, gen_rest)
+
+
+def train_gan(cfg: GANConfig, sample_fn: Callable[[Array, int], Array], data_shape: tuple[int, ...], workdir: str, *,
+              mesh: Mesh | None = None, log_every: int = 100, ckpt_every: int = 1000, sample_every: int = 0,
+              on_sample: Callable[[GANState, int], None] | None = None, progress: bool = True,
+              steps: int | None = None):
+    """Train (or resume, from ``workdir/checkpoints``) a GAN on fresh draws ``sample_fn(key, n)``.
+
+    Returns (state, g) with g(params, z) the generator; sample with ``g(state.gen.ema, z)``.
+    """
+    state, step_fn, g = build_gan(cfg, data_shape, mesh)
+    os.makedirs(workdir, exist_ok=True)
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    position = 0
+    if checkpointer.latest_step() is not None:
+        state, meta = checkpointer.restore(state)
+        position = int(meta["data_position"])
+    batch = cfg.batch_size * cfg.n_critic
+    if mesh is not None and batch % mesh.size:
+        raise ValueError(f"batch size {batch} does not split over {mesh.size} devices; use a multiple of {mesh.size}.")
+    batches = SampledBatches(sample_fn, batch, seed=cfg.seed, position=position,
+                             sharding=data_sharding(mesh) if mesh is not None else None)
+    state, _ = train_loop(state, step_fn, batches, steps=steps or cfg.steps, checkpointer=checkpointer,
+                          meta={"gan": cfg.critic_objective}, metrics_path=os.path.join(workdir, "metrics.jsonl"),
+                          log_every=log_every, ckpt_every=ckpt_every, sample_every=sample_every, on_sample=on_sample,
+                          progress=progress)
+    checkpointer.close()
+    return state, g
+
+
+def gan_samples(g: Callable, params, key: Array, n: int, data_shape: tuple[int, ...]) -> np.ndarray:
+    """n samples g(params, z), z ~ N(0, I), as a host array."""
+    return np.asarray(jax.jit(g)(params, jax.random.normal(key, (n,) + tuple(data_shape))))

@@ -1,0 +1,266 @@
+"""Bodies of ``genflow reflow RUN_DIR`` and ``genflow distill RUN_DIR``.
+
+``reflow_command`` takes a trained rectified-flow run (k-RF, k = 1 for a ``genflow train`` run),
+stores its couplings in ``RUN_DIR/couplings/`` and trains the (k+1)-RF into a new run
+directory (default ``RUN_DIR-<k+1>rf``, or ``...-2rf`` -> ``...-3rf``), which is itself a
+genflow run: ``genflow sample``/``eval`` read it and ``genflow reflow`` continues it.
+``distill_command`` trains a k-step sampler on the same couplings into ``RUN_DIR-distill<k>``,
+whose config samples with k Euler steps.
+
+Both resume: couplings skip the chunks on disk, training restarts from the last checkpoint.
+The run is read through a ``load_run(workdir) -> (parts, state)`` function passed in by the
+caller (``genflow.cli.run.load_run``), so this package never imports the CLI.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from genflow import config as C
+from genflow.config import ConfigError
+from genflow.models.model import Model
+from genflow.processes import RectifiedFlow
+from genflow.reflow.couplings import (generate_couplings, load_couplings, make_coupler, params_fingerprint,
+                                      pf_ode_sampler, read_meta)
+from genflow.reflow.report import default_distance, flow_report
+from genflow.reflow.train import coupled, distillation, train_on_couples
+from genflow.training import make_optimizer
+
+COUPLINGS = "couplings"
+REFLOW_META = "reflow.json"
+LoadRun = Callable[[str], tuple[Any, Any]]
+
+
+def run_k(run_dir: str) -> int:
+    """k of a k-rectified-flow run directory: 1 for a plain run, from reflow.json otherwise."""
+    path = os.path.join(run_dir, REFLOW_META)
+    return int(json.load(open(path)).get("k", 1)) if os.path.exists(path) else 1
+
+
+def _default_out(run_dir: str, suffix: str, k: int | None = None) -> str:
+    base = run_dir.rstrip("/")
+    if k is not None and re.search(rf"-{k}rf$", base):
+        return re.sub(rf"-{k}rf$", suffix, base)
+    return base + suffix
+
+
+def _check_run(parts, run_dir: str) -> None:
+    if not isinstance(parts.process, RectifiedFlow):
+        raise ConfigError(f"{run_dir} trains process {parts.exp.process.name!r}; reflow and distillation need a "
+                          "rectified-flow run (process.name=rectified_flow, objective=flow_matching).")
+    if parts.exp.net.num_classes is not None:
+        raise ConfigError(f"{run_dir} is class-conditional (net.num_classes={parts.exp.net.num_classes}); "
+                          "reflow here supports unconditional flows only: train one with net.num_classes=None.")
+
+
+def _positive(name: str, value) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}.")
+
+
+def ensure_couplings(parts, state, run_dir: str, *, num_couples: int, seed: int, chunk_size: int | None,
+                     solver: str, ode_steps: int | None, rtol: float, atol: float, progress: bool = True,
+                     should_stop: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Generate (or finish) ``run_dir/couplings`` from the run's EMA weights; return (x1, x0, meta)."""
+    directory = os.path.join(run_dir, COUPLINGS)
+    n_dev = parts.mesh.size
+    old = read_meta(directory)
+    if chunk_size is None:
+        chunk_size = old["chunk_size"] if old else min(4096, math.ceil(num_couples / n_dev) * n_dev)
+    if chunk_size % n_dev:
+        raise ConfigError(f"--chunk-size {chunk_size} does not split over {n_dev} devices; use a multiple of {n_dev}.")
+    try:
+        sampler = pf_ode_sampler(solver, ode_steps, rtol, atol)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    couple = make_coupler(parts.eval_graphdef, parts.eval_rest, parts.process, parts.exp.predicts,
+                          tuple(parts.data.shape), chunk_size, sampler=sampler, mesh=parts.mesh)
+    step = int(jax.device_get(state.step))
+    meta = {"source": f"{os.path.abspath(run_dir)} step {step} ema {params_fingerprint(state.ema)}",
+            "solver": solver, "ode_steps": ode_steps or 0, "rtol": rtol, "atol": atol,
+            "shape": list(parts.data.shape), "dtype": "float32"}
+    try:
+        info = generate_couplings(couple, state.ema, directory, num_couples=num_couples, chunk_size=chunk_size,
+                                  seed=seed, meta=meta, progress=progress, should_stop=should_stop)
+        x1, x0 = load_couplings(directory, num_couples)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return x1, x0, info
+
+
+def _report_lines(label_models: list[tuple[str, Model]], parts, seed: int, steps=(1,)) -> list[str]:
+    name, distance = default_distance(tuple(parts.data.shape))
+    reference = np.asarray(parts.data.reference)
+    n = 2000 if len(parts.data.shape) == 1 else len(parts.data.heldout)
+    x1 = parts.process.prior(jax.random.PRNGKey(seed + 12_345), (n,) + tuple(parts.data.shape))
+    lines = []
+    for label, model in label_models:
+        r = flow_report(model, x1, reference, distance=distance, euler_steps=steps, adaptive=False)
+        text = f"{label}: straightness {r['straightness']:.4g}, transport cost {r['transport_cost']:.4g}"
+        for k in steps:
+            if f"euler_{k}" in r:
+                text += f", {name} at {k} Euler step{'s' if k > 1 else ''} {r[f'euler_{k}']:.4g}"
+        lines.append(text)
+    return lines
+
+
+def _model(parts, params) -> Model:
+    from flax import nnx
+
+    return Model(nnx.merge(parts.eval_graphdef, params, parts.eval_rest), parts.process, parts.exp.predicts)
+
+
+def _prepare_out(out_dir: str, exp: C.Experiment, info: dict[str, Any]) -> None:
+    """Write config.json and reflow.json into ``out_dir``; refuse one made from something else."""
+    path = os.path.join(out_dir, REFLOW_META)
+    if os.path.exists(path):
+        old = json.load(open(path))
+        keys = [k for k in ("kind", "k", "source", "couplings", "num_couples", "distill_k") if old.get(k) != info.get(k)]
+        if keys:
+            raise ConfigError(f"{out_dir} holds a different run ({keys[0]} {old.get(keys[0])!r} vs "
+                              f"{info.get(keys[0])!r}); pass a new out_dir.")
+    elif os.path.exists(os.path.join(out_dir, "config.json")):
+        raise ConfigError(f"{out_dir} already holds a run that is not a reflow of this one; pass a new out_dir.")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        f.write(C.dumps(exp))
+    with open(path, "w") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+
+
+def _train(parts, state, x1, x0, out_dir: str, exp: C.Experiment, *, objective, steps: int, batch_size: int,
+           seed: int, lr: float | None, progress: bool):
+    o = exp.optim
+    tx = parts.tx if lr is None else make_optimizer(o.name, lr, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
+                                                    warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
+    try:
+        return train_on_couples(parts.graphdef, parts.rest, parts.process, exp.predicts, state.ema, tx, x0, x1,
+                                workdir=out_dir, steps=steps, batch_size=batch_size, seed=seed,
+                                ema_decay=o.ema_decay, objective=objective, mesh=parts.mesh,
+                                meta={"experiment": exp.name}, log_every=exp.train.log_every,
+                                ckpt_every=exp.train.ckpt_every, keep=exp.train.keep, progress=progress)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _common(run_dir, load_run, num_couples, steps, batch_size, chunk_size, seed, ode_steps):
+    if load_run is None:
+        raise ConfigError("reflow needs load_run (genflow.cli.run.load_run) to read the run directory.")
+    for name, value in [("--num-couples", num_couples), ("--steps", steps), ("--batch-size", batch_size),
+                        ("--chunk-size", chunk_size), ("--ode-steps", ode_steps)]:
+        _positive(name, value)
+    if seed < 0:
+        raise ConfigError(f"--seed must be non-negative, got {seed}.")
+    parts, state = load_run(run_dir)
+    _check_run(parts, run_dir)
+    return parts, state
+
+
+def reflow_command(run_dir: str, out_dir: str | None = None, *, load_run: LoadRun | None = None,
+                   num_couples: int = 20_000, steps: int | None = None, seed: int = 0,
+                   batch_size: int | None = None, chunk_size: int | None = None, solver: str = "tsit5",
+                   ode_steps: int | None = None, rtol: float = 1e-5, atol: float = 1e-5, lr: float | None = None,
+                   progress: bool = True, report: bool = True) -> int:
+    """``genflow reflow RUN_DIR``: couplings of the k-RF in RUN_DIR, then the (k+1)-RF trained on them.
+
+    Args:
+      run_dir: a trained rectified-flow run (``genflow train``, or an earlier ``genflow reflow``).
+      out_dir: where the (k+1)-RF run goes (default RUN_DIR-<k+1>rf).
+      load_run: ``genflow.cli.run.load_run`` (passed in: this package does not import the CLI).
+      num_couples: couples to generate (rounded up to whole chunks); steps: training steps
+        (default the run's train.steps); seed: coupling noise and data order.
+      solver/ode_steps/rtol/atol: the PF-ODE integration of the couplings (adaptive tsit5 by default).
+      lr: learning rate (default the run's); training starts from the k-RF's EMA weights.
+    Returns the exit status: 0, 143 when stopped by a signal (resume by running it again), or
+    2 with one sentence on stderr for bad input.
+    """
+    try:
+        parts, state = _common(run_dir, load_run, num_couples, steps, batch_size, chunk_size, seed, ode_steps)
+        exp = parts.exp
+        k = run_k(run_dir)
+        out_dir = out_dir or _default_out(run_dir, f"-{k + 1}rf", k)
+        steps = steps or exp.train.steps
+        batch_size = batch_size or exp.train.batch_size
+        x1, x0, cinfo = ensure_couplings(parts, state, run_dir, num_couples=num_couples, seed=seed,
+                                         chunk_size=chunk_size, solver=solver, ode_steps=ode_steps, rtol=rtol,
+                                         atol=atol, progress=progress)
+        new_exp = dataclasses.replace(exp, name=f"{re.sub(r'-[0-9]+rf$', '', exp.name)}-{k + 1}rf",
+                                      train=dataclasses.replace(exp.train, steps=steps, batch_size=batch_size,
+                                                                seed=seed))
+        info = {"kind": "reflow", "k": k + 1, "source": os.path.abspath(run_dir),
+                "couplings": os.path.abspath(os.path.join(run_dir, COUPLINGS)), "num_couples": int(len(x0)),
+                "coupling_source": cinfo.get("source")}
+        _prepare_out(out_dir, new_exp, info)
+        new_state, stopped = _train(parts, state, x1, x0, out_dir, new_exp, objective=coupled(), steps=steps,
+                                    batch_size=batch_size, seed=seed, lr=lr, progress=progress)
+    except ConfigError as e:
+        print(f"genflow: error: {e}", file=sys.stderr)
+        return 2
+    if stopped:
+        print(f"stopped; checkpoint saved. Continue with `genflow reflow {run_dir} --out {out_dir}` "
+              "and the same options.", file=sys.stderr)
+        return 143
+    if report:
+        for line in _report_lines([(f"{k}-RF ({run_dir})", _model(parts, state.ema)),
+                                   (f"{k + 1}-RF ({out_dir})", _model(parts, new_state.ema))], parts, seed):
+            print(line)
+    print(f"done: {k + 1}-rectified flow in {out_dir} ({len(x0):,} couples in {run_dir}/{COUPLINGS})",
+          file=sys.stderr)
+    return 0
+
+
+def distill_command(run_dir: str, out_dir: str | None = None, *, load_run: LoadRun | None = None, k: int = 1,
+                    num_couples: int = 20_000, steps: int | None = None, seed: int = 0,
+                    batch_size: int | None = None, chunk_size: int | None = None, solver: str = "tsit5",
+                    ode_steps: int | None = None, rtol: float = 1e-5, atol: float = 1e-5, lr: float | None = None,
+                    progress: bool = True, report: bool = True) -> int:
+    """``genflow distill RUN_DIR``: a k-step sampler (k = 1: one-step generator) distilled from the
+    couplings of the flow in RUN_DIR (generated or finished first, as ``reflow_command`` does).
+
+    The new run (default RUN_DIR-distill<k>) starts from RUN_DIR's EMA weights and samples with
+    k Euler steps (its config's sample.steps = k). Other arguments and the exit status as
+    ``reflow_command``.
+    """
+    try:
+        _positive("--k", k)
+        parts, state = _common(run_dir, load_run, num_couples, steps, batch_size, chunk_size, seed, ode_steps)
+        exp = parts.exp
+        out_dir = out_dir or _default_out(run_dir, f"-distill{k}")
+        steps = steps or exp.train.steps
+        batch_size = batch_size or exp.train.batch_size
+        x1, x0, cinfo = ensure_couplings(parts, state, run_dir, num_couples=num_couples, seed=seed,
+                                         chunk_size=chunk_size, solver=solver, ode_steps=ode_steps, rtol=rtol,
+                                         atol=atol, progress=progress)
+        new_exp = dataclasses.replace(
+            exp, name=f"{exp.name}-distill{k}",
+            train=dataclasses.replace(exp.train, steps=steps, batch_size=batch_size, seed=seed),
+            sample=C.Sample(sampler="euler_ode", steps=k, num=exp.sample.num, denoise=False))
+        info = {"kind": "distill", "k": run_k(run_dir), "distill_k": k, "source": os.path.abspath(run_dir),
+                "couplings": os.path.abspath(os.path.join(run_dir, COUPLINGS)), "num_couples": int(len(x0)),
+                "coupling_source": cinfo.get("source")}
+        _prepare_out(out_dir, new_exp, info)
+        new_state, stopped = _train(parts, state, x1, x0, out_dir, new_exp, objective=distillation(k), steps=steps,
+                                    batch_size=batch_size, seed=seed, lr=lr, progress=progress)
+    except ConfigError as e:
+        print(f"genflow: error: {e}", file=sys.stderr)
+        return 2
+    if stopped:
+        print(f"stopped; checkpoint saved. Continue with `genflow distill {run_dir} --out {out_dir}` "
+              "and the same options.", file=sys.stderr)
+        return 143
+    if report:
+        for line in _report_lines([(f"source ({run_dir})", _model(parts, state.ema)),
+                                   (f"distilled {k}-step ({out_dir})", _model(parts, new_state.ema))],
+                                  parts, seed, steps=(k,)):
+            print(line)
+    print(f"done: {k}-step sampler in {out_dir}; `genflow sample {out_dir}` samples with {k} Euler "
+          f"step{'s' if k > 1 else ''}", file=sys.stderr)
+    return 0
