@@ -113,6 +113,7 @@ def test_reflow_and_distill_commands(capsys, tmp_path):
     small = ["--num-couples", "32", "--steps", "2", "--ode-steps", "3", "--batch-size", "16"]
     assert main(["reflow", workdir, *small]) == 0
     assert main(["distill", workdir, *small]) == 0
-    err = capsys.readouterr().err
-    assert "2-RF" in err and "distilled 1-step" in err
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "2-RF" in text and "distilled 1-step" in text
     assert os.path.exists(workdir + "-2rf") and os.path.exists(workdir + "-distill1")
