@@ -82,11 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("--steps", type=int, default=None, help="training steps (default: the run's train.steps)")
         r.add_argument("--seed", type=int, default=0)
         r.add_argument("--batch-size", type=int, default=None)
+        r.add_argument("--chunk-size", type=int, default=None, help="couples per file and per ODE solve")
         r.add_argument("--solver", default="tsit5", help="ODE solver for the couplings (tsit5, dopri5, heun, euler)")
         r.add_argument("--ode-steps", type=int, default=None, help="fixed solver steps (default: adaptive)")
         r.add_argument("--rtol", type=float, default=1e-5)
         r.add_argument("--atol", type=float, default=1e-5)
         r.add_argument("--lr", type=float, default=None)
+        r.add_argument("--no-progress", action="store_true")
         if name == "distill":
             r.add_argument("--k", type=int, default=1, help="Euler steps of the distilled sampler")
 
@@ -154,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             from genflow.reflow import distill_command, reflow_command
 
             common = dict(load_run=load_run, num_couples=args.num_couples, steps=args.steps, seed=args.seed,
-                          batch_size=args.batch_size, solver=args.solver, ode_steps=args.ode_steps, rtol=args.rtol,
-                          atol=args.atol, lr=args.lr)
+                          batch_size=args.batch_size, chunk_size=args.chunk_size, solver=args.solver,
+                          ode_steps=args.ode_steps, rtol=args.rtol, atol=args.atol, lr=args.lr,
+                          progress=not args.no_progress)
             if args.command == "reflow":
                 return reflow_command(args.run_dir, args.out, **common)
             return distill_command(args.run_dir, args.out, k=args.k, **common)

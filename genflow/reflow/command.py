@@ -73,8 +73,8 @@ def ensure_couplings(parts, state, run_dir: str, *, num_couples: int, seed: int,
     directory = os.path.join(run_dir, COUPLINGS)
     n_dev = parts.mesh.size
     old = read_meta(directory)
-    if chunk_size is None:
-        chunk_size = old["chunk_size"] if old else min(4096, math.ceil(num_couples / n_dev) * n_dev)
+    if chunk_size is None:  # at most 4096 couples per solve, a multiple of the device count
+        chunk_size = old["chunk_size"] if old else math.ceil(min(4096, num_couples) / n_dev) * n_dev
     if chunk_size % n_dev:
         raise ConfigError(f"--chunk-size {chunk_size} does not split over {n_dev} devices; use a multiple of {n_dev}.")
     try:
@@ -84,7 +84,7 @@ def ensure_couplings(parts, state, run_dir: str, *, num_couples: int, seed: int,
     couple = make_coupler(parts.eval_graphdef, parts.eval_rest, parts.process, parts.exp.predicts,
                           tuple(parts.data.shape), chunk_size, sampler=sampler, mesh=parts.mesh)
     step = int(jax.device_get(state.step))
-    meta = {"source": f"{os.path.abspath(run_dir)} step {step} ema {params_fingerprint(state.ema)}",
+    meta = {"source": f"step {step} ema {params_fingerprint(state.ema)}",   # which weights, not where
             "solver": solver, "ode_steps": ode_steps or 0, "rtol": rtol, "atol": atol,
             "shape": list(parts.data.shape), "dtype": "float32"}
     try:
