@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from genflow.models.model import Model
-from genflow.samplers._common import finish
+from genflow.samplers._common import finish, normal_like
 
 
 @partial(jax.jit, static_argnames="denoise")
@@ -45,7 +45,7 @@ def euler_maruyama(model: Model, x1: Array, ts: Array, key: Array, cond: Any = N
         t, s, i = inputs
         g2 = process.g2(t)
         drift = process.f(t) * x - g2 * model.score(x, t, cond)
-        z = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
+        z = normal_like(key, i, x)
         noise_scale = jnp.where(i < n - 1, jnp.sqrt(g2 * (t - s)), 0.0)
         return x - (t - s) * drift + noise_scale * z, None
 
