@@ -221,7 +221,12 @@ def compare_objectives(objectives: Mapping[str, Objective], *, net: nnx.Module, 
         result.energy = float(energy_distance(samples, reference))
         all_samples[result.name] = np.asarray(samples)
         if nll_fn is not None:
-            result.nll = float(nll_fn(params))
+            try:
+                result.nll = float(nll_fn(params))
+            except Exception as e:  # diffrax stops a stiff PF-ODE at max_steps with a runtime error
+                result.nll = float("nan")
+                first = (str(e).strip().splitlines() or [type(e).__name__])[-1][:120]
+                log(f"[{result.name}] NLL not measured (nan): the PF-ODE solve failed ({first})")
 
     results, trained_params = [], None
     for name, objective in objectives.items():
