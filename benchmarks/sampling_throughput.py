@@ -10,15 +10,13 @@ The network has random weights: speed does not depend on them.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
-import runpy
 import time
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from _cifar import cifar_experiment, compiled_flops
 from genflow.cli import build
 from genflow.models import Model
 from genflow.samplers import edm_heun, grids
@@ -39,8 +37,7 @@ def measure(exp, batch: int, dtype: str, steps: int, iters: int) -> dict:
 
     key = jax.random.PRNGKey(0)
     compiled = sample.lower(params, key).compile()
-    cost = compiled.cost_analysis()
-    flops = float((cost[0] if isinstance(cost, (list, tuple)) else cost).get("flops", float("nan")))
+    flops = compiled_flops(compiled)
     jax.block_until_ready(sample(params, key))
     t0 = time.perf_counter()
     for i in range(iters):
@@ -60,11 +57,8 @@ def main():
     ap.add_argument("--peak-tflops", type=float, default=873.0)
     ap.add_argument("--tiny", action="store_true")
     args = ap.parse_args()
-    here = os.path.dirname(os.path.abspath(__file__))
-    exp = runpy.run_path(os.path.join(here, "..", "experiments", "cifar10_ddpmpp.py"))["config"]
+    exp = cifar_experiment(args.tiny)
     if args.tiny:
-        exp = dataclasses.replace(exp, net=dataclasses.replace(exp.net, channels=16, channel_mult=(1, 2),
-                                                               num_res_blocks=1))
         args.batch, args.steps, args.iters = 4, 3, 1
     print(f"device: {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__}")
     rows = [(d, measure(exp, args.batch, d, args.steps, args.iters)) for d in args.dtypes]

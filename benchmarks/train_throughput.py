@@ -16,26 +16,16 @@ device-resident batches, so data loading is not measured.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
-import runpy
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from _cifar import cifar_experiment, compiled_flops
 from genflow.cli import build
 from genflow.training import init_state, make_mesh, make_optimizer, make_train_step, split_net
 
 REFERENCE = {"EDM PyTorch, torch.compile fp16, batch 512": 2150.0, "EDM PyTorch, eager, batch 512": 1643.0}
-
-
-def step_flops(compiled) -> float:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get("flops", float("nan")))
 
 
 def measure(exp, batch: int, dtype: str, warmup: int, iters: int) -> dict:
@@ -50,7 +40,7 @@ def measure(exp, batch: int, dtype: str, warmup: int, iters: int) -> dict:
                            ema_decay=o.ema_decay, mesh=mesh)
     x = jax.device_put(jax.random.normal(jax.random.PRNGKey(0), (batch, 32, 32, 3)), NamedSharding(mesh, P("data")))
     compiled = step.lower(state, (x, None)).compile()
-    flops = step_flops(compiled)
+    flops = compiled_flops(compiled)
     for _ in range(warmup):
         state, m = step(state, (x, None))
     jax.block_until_ready(m["loss"])
@@ -72,11 +62,8 @@ def main():
     ap.add_argument("--peak-tflops", type=float, default=873.0)
     ap.add_argument("--tiny", action="store_true", help="a small U-Net and batch, for a CPU smoke run")
     args = ap.parse_args()
-    here = os.path.dirname(os.path.abspath(__file__))
-    exp = runpy.run_path(os.path.join(here, "..", "experiments", "cifar10_ddpmpp.py"))["config"]
+    exp = cifar_experiment(args.tiny)
     if args.tiny:
-        exp = dataclasses.replace(exp, net=dataclasses.replace(exp.net, channels=16, channel_mult=(1, 2),
-                                                               num_res_blocks=1))
         args.batches, args.warmup, args.iters = [8], 1, 2
     print(f"device: {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__}")
     rows = []
@@ -84,7 +71,7 @@ def main():
         for batch in args.batches:
             r = measure(exp, batch, dtype, args.warmup, args.iters)
             rows.append((dtype, batch, r))
-    print(f"\n| dtype | batch | img/s | ms/step | GFLOP/img (XLA) | TFLOP/s | MFU | vs compiled EDM |")
+    print("\n| dtype | batch | img/s | ms/step | GFLOP/img (XLA) | TFLOP/s | MFU | vs compiled EDM |")
     print("|---|---|---|---|---|---|---|---|")
     for dtype, batch, r in rows:
         print(f"| {dtype} | {batch} | {r['img_s']:.0f} | {r['step_ms']:.1f} | {r['gflop_per_img']:.1f} | "
