@@ -28,7 +28,8 @@ from flax import nnx
 from genflow import config as C
 from genflow.cli.run import load_run, train
 from genflow.models import Model
-from genflow.reflow import Stopwatch, default_distance, distill_command, flow_report, format_table, reflow_command
+from genflow.cli.reflow import distill_command, reflow_command
+from genflow.reflow import Stopwatch, default_distance, flow_report, format_table
 
 
 def load(path: str) -> tuple[C.Experiment, C.Reflow]:
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
     def save_times():
         json.dump(watch.seconds, open(watch_path, "w"), indent=2)
 
-    common = dict(load_run=load_run, num_couples=rf.num_couples, seed=args.seed, chunk_size=rf.chunk_size,
+    common = dict(num_couples=rf.num_couples, seed=args.seed, chunk_size=rf.chunk_size,
                   solver=rf.solver, ode_steps=rf.ode_steps or None, rtol=rf.rtol, atol=rf.atol, lr=rf.lr,
                   report=False)
     runs = [("1-RF", os.path.join(args.out, "1rf"), None)]

@@ -40,7 +40,7 @@ from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from genflow._pytree import pytree_dataclass
-from genflow.data.pipeline import SampledBatches, data_sharding
+from genflow.data.pipeline import ArrayBatches, SampledBatches, data_sharding
 from genflow.models.model import Model
 from genflow.objectives.critic import (CRITIC_LOSSES, critic_targets, generator_potential_loss,
                                        generator_regression_loss)
@@ -253,11 +253,14 @@ def _build(cfg: GANConfig, data_shape: tuple[int, ...], mesh: Mesh | None):
     return gen_params, critic_params, gen_tx, critic_tx, step_fn, generator(gen_graphdef, gen_rest)
 
 
-def train_gan(cfg: GANConfig, sample_fn: Callable[[Array, int], Array], data_shape: tuple[int, ...], workdir: str, *,
-              mesh: Mesh | None = None, log_every: int = 100, ckpt_every: int = 1000, sample_every: int = 0,
-              on_sample: Callable[[GANState, int], None] | None = None, progress: bool = True,
-              steps: int | None = None):
-    """Train (or resume, from ``workdir/checkpoints``) a GAN on fresh draws ``sample_fn(key, n)``.
+def train_gan(cfg: GANConfig, data: Callable[[Array, int], Array] | np.ndarray, data_shape: tuple[int, ...],
+              workdir: str, *, mesh: Mesh | None = None, log_every: int = 100, ckpt_every: int = 1000,
+              sample_every: int = 0, on_sample: Callable[[GANState, int], None] | None = None,
+              progress: bool = True, steps: int | None = None):
+    """Train (or resume, from ``workdir/checkpoints``) a GAN on real data ``data``: either fresh
+    draws ``data(key, n)`` (toy sets) or a training set, an array (N, *data_shape) read in
+    epoch-shuffled batches (``genflow.data.ArrayBatches``). Both streams are pure functions of
+    (cfg.seed, position), so a resumed run sees the batches an uninterrupted one would.
 
     Returns (state, g) with g(params, z) the generator; sample with ``g(state.gen.ema, z)``.
     """
@@ -271,8 +274,15 @@ def train_gan(cfg: GANConfig, sample_fn: Callable[[Array, int], Array], data_sha
     batch = cfg.batch_size * cfg.n_critic
     if mesh is not None and batch % mesh.size:
         raise ValueError(f"batch size {batch} does not split over {mesh.size} devices; use a multiple of {mesh.size}.")
-    batches = SampledBatches(sample_fn, batch, seed=cfg.seed, position=position,
-                             sharding=data_sharding(mesh) if mesh is not None else None)
+    sharding = data_sharding(mesh) if mesh is not None else None
+    if callable(data):
+        batches = SampledBatches(data, batch, seed=cfg.seed, position=position, sharding=sharding)
+    else:
+        data = np.asarray(data)
+        if data.shape[1:] != tuple(data_shape):
+            raise ValueError(f"training examples have shape {data.shape[1:]}, but data_shape is {tuple(data_shape)}; "
+                             "pass the shape of one example.")
+        batches = ArrayBatches(data, batch, seed=cfg.seed, position=position, sharding=sharding)
     state, _ = train_loop(state, step_fn, batches, steps=steps or cfg.steps, checkpointer=checkpointer,
                           meta={"gan": cfg.critic_objective}, metrics_path=os.path.join(workdir, "metrics.jsonl"),
                           log_every=log_every, ckpt_every=ckpt_every, sample_every=sample_every, on_sample=on_sample,

@@ -16,10 +16,8 @@ def _plt():
     return plt
 
 
-def image_grid(images: np.ndarray, path: str, ncols: int | None = None, scale: int = 4) -> None:
-    """Save images (N, H, W, C) in [-1, 1] as one PNG grid, each pixel ``scale`` x ``scale``."""
-    from PIL import Image
-
+def grid_array(images: np.ndarray, ncols: int | None = None) -> np.ndarray:
+    """Images (N, H, W, C) in [-1, 1] tiled into one uint8 canvas (rows, cols, C), 1-pixel white gaps."""
     x = np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
     n, h, w, c = x.shape
     ncols = ncols or int(math.ceil(math.sqrt(n)))
@@ -29,7 +27,15 @@ def image_grid(images: np.ndarray, path: str, ncols: int | None = None, scale: i
     for i in range(n):
         r, q = divmod(i, ncols)
         canvas[pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = x[i]
-    img = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+    return canvas
+
+
+def image_grid(images: np.ndarray, path: str, ncols: int | None = None, scale: int = 4) -> None:
+    """Save images (N, H, W, C) in [-1, 1] as one PNG grid, each pixel ``scale`` x ``scale``."""
+    from PIL import Image
+
+    canvas = grid_array(images, ncols)
+    img = Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
     img = img.resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
     img.save(path)
 

@@ -130,7 +130,7 @@ def test_train_on_couples_resumes_and_distilled_sampler_runs(tmp_path):
 def test_reflow_and_distill_commands_end_to_end(tmp_path, capsys):
     from genflow import config as C
     from genflow.cli.run import load_run, make_generator, train
-    from genflow.reflow import reflow_command, distill_command, run_k
+    from genflow.cli.reflow import reflow_command, distill_command, run_k
 
     exp = C.Experiment(name="tiny", data=C.Data(name="moons"), process=C.Process(name="rectified_flow"),
                        net=C.Net(width=16, depth=1), predicts="velocity", objective="flow_matching",
@@ -138,7 +138,7 @@ def test_reflow_and_distill_commands_end_to_end(tmp_path, capsys):
                        sample=C.Sample(sampler="euler_ode", steps=2, num=16, denoise=False))
     run = str(tmp_path / "run")
     train(exp, run, progress=False)
-    kw = dict(load_run=load_run, num_couples=40, chunk_size=16, steps=3, batch_size=16, solver="euler",
+    kw = dict(num_couples=40, chunk_size=16, steps=3, batch_size=16, solver="euler",
               ode_steps=2, progress=False)
     assert reflow_command(run, **kw) == 0                       # default out: RUN-2rf
     rf2 = run + "-2rf"

@@ -152,10 +152,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return compare_command(args.experiment, args.out, args.steps, args.seed)
         if args.command in ("reflow", "distill"):
-            from genflow.cli.run import load_run
-            from genflow.reflow import distill_command, reflow_command
+            from genflow.cli.reflow import distill_command, reflow_command
 
-            common = dict(load_run=load_run, num_couples=args.num_couples, steps=args.steps, seed=args.seed,
+            common = dict(num_couples=args.num_couples, steps=args.steps, seed=args.seed,
                           batch_size=args.batch_size, chunk_size=args.chunk_size, solver=args.solver,
                           ode_steps=args.ode_steps, rtol=args.rtol, atol=args.atol, lr=args.lr,
                           progress=not args.no_progress)

@@ -8,8 +8,7 @@ genflow run: ``genflow sample``/``eval`` read it and ``genflow reflow`` continue
 whose config samples with k Euler steps.
 
 Both resume: couplings skip the chunks on disk, training restarts from the last checkpoint.
-The run is read through a ``load_run(workdir) -> (parts, state)`` function passed in by the
-caller (``genflow.cli.run.load_run``), so this package never imports the CLI.
+The algorithms live in ``genflow.reflow``; this module only reads runs and configs.
 """
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ import jax
 import numpy as np
 
 from genflow import config as C
+from genflow.cli.run import load_run
 from genflow.config import ConfigError
 from genflow.models.model import Model
 from genflow.processes import RectifiedFlow
@@ -36,7 +36,6 @@ from genflow.training import make_optimizer
 
 COUPLINGS = "couplings"
 REFLOW_META = "reflow.json"
-LoadRun = Callable[[str], tuple[Any, Any]]
 
 
 def run_k(run_dir: str) -> int:
@@ -151,9 +150,7 @@ def _train(parts, state, x1, x0, out_dir: str, exp: C.Experiment, *, objective, 
         raise ConfigError(str(e)) from None
 
 
-def _common(run_dir, load_run, num_couples, steps, batch_size, chunk_size, seed, ode_steps):
-    if load_run is None:
-        raise ConfigError("reflow needs load_run (genflow.cli.run.load_run) to read the run directory.")
+def _load_checked(run_dir, num_couples, steps, batch_size, chunk_size, seed, ode_steps):
     for name, value in [("--num-couples", num_couples), ("--steps", steps), ("--batch-size", batch_size),
                         ("--chunk-size", chunk_size), ("--ode-steps", ode_steps)]:
         _positive(name, value)
@@ -164,9 +161,63 @@ def _common(run_dir, load_run, num_couples, steps, batch_size, chunk_size, seed,
     return parts, state
 
 
-def reflow_command(run_dir: str, out_dir: str | None = None, *, load_run: LoadRun | None = None,
-                   num_couples: int = 20_000, steps: int | None = None, seed: int = 0,
-                   batch_size: int | None = None, chunk_size: int | None = None, solver: str = "tsit5",
+def _coupling_command(kind: str, run_dir: str, out_dir: str | None, *, k: int, num_couples: int,
+                      steps: int | None, seed: int, batch_size: int | None, chunk_size: int | None, solver: str,
+                      ode_steps: int | None, rtol: float, atol: float, lr: float | None, progress: bool,
+                      report: bool) -> int:
+    """Couplings of the flow in ``run_dir``, then a new run trained on them: the (k+1)-RF
+    (``kind="reflow"``) or a k-step distilled sampler (``kind="distill"``). Exit status as
+    ``reflow_command``."""
+    try:
+        _positive("--k", k)
+        parts, state = _load_checked(run_dir, num_couples, steps, batch_size, chunk_size, seed, ode_steps)
+        exp, src_k = parts.exp, run_k(run_dir)
+        steps = steps or exp.train.steps
+        batch_size = batch_size or exp.train.batch_size
+        train_cfg = dataclasses.replace(exp.train, steps=steps, batch_size=batch_size, seed=seed)
+        if kind == "reflow":
+            out_dir = out_dir or _default_out(run_dir, f"-{src_k + 1}rf", src_k)
+            new_exp = dataclasses.replace(exp, name=f"{re.sub(r'-[0-9]+rf$', '', exp.name)}-{src_k + 1}rf",
+                                          train=train_cfg)
+            info, objective = {"kind": "reflow", "k": src_k + 1}, coupled()
+        else:
+            out_dir = out_dir or _default_out(run_dir, f"-distill{k}")
+            new_exp = dataclasses.replace(exp, name=f"{exp.name}-distill{k}", train=train_cfg,
+                                          sample=C.Sample(sampler="euler_ode", steps=k, num=exp.sample.num,
+                                                          denoise=False))
+            info, objective = {"kind": "distill", "k": src_k, "distill_k": k}, distillation(k)
+        x1, x0, cinfo = ensure_couplings(parts, state, run_dir, num_couples=num_couples, seed=seed,
+                                         chunk_size=chunk_size, solver=solver, ode_steps=ode_steps, rtol=rtol,
+                                         atol=atol, progress=progress)
+        info.update({"source": os.path.abspath(run_dir), "couplings": os.path.abspath(os.path.join(run_dir, COUPLINGS)),
+                     "num_couples": int(len(x0)), "coupling_source": cinfo.get("source")})
+        _prepare_out(out_dir, new_exp, info)
+        new_state, stopped = _train(parts, state, x1, x0, out_dir, new_exp, objective=objective, steps=steps,
+                                    batch_size=batch_size, seed=seed, lr=lr, progress=progress)
+    except ConfigError as e:
+        print(f"genflow: error: {e}", file=sys.stderr)
+        return 2
+    if stopped:
+        print(f"stopped; checkpoint saved. Continue with `genflow {kind} {run_dir} --out {out_dir}` "
+              "and the same options.", file=sys.stderr)
+        return 143
+    if kind == "reflow":
+        labels, euler, done = ((f"{src_k}-RF ({run_dir})", f"{src_k + 1}-RF ({out_dir})"), (1,),
+                               f"{src_k + 1}-rectified flow in {out_dir} ({len(x0):,} couples in {run_dir}/{COUPLINGS})")
+    else:
+        labels, euler, done = ((f"source ({run_dir})", f"distilled {k}-step ({out_dir})"), (k,),
+                               f"{k}-step sampler in {out_dir}; `genflow sample {out_dir}` samples with {k} Euler "
+                               f"step{'s' if k > 1 else ''}")
+    if report:
+        models = [(labels[0], _model(parts, state.ema)), (labels[1], _model(parts, new_state.ema))]
+        for line in _report_lines(models, parts, seed, steps=euler):
+            print(line)
+    print(f"done: {done}", file=sys.stderr)
+    return 0
+
+
+def reflow_command(run_dir: str, out_dir: str | None = None, *, num_couples: int = 20_000, steps: int | None = None,
+                   seed: int = 0, batch_size: int | None = None, chunk_size: int | None = None, solver: str = "tsit5",
                    ode_steps: int | None = None, rtol: float = 1e-5, atol: float = 1e-5, lr: float | None = None,
                    progress: bool = True, report: bool = True) -> int:
     """``genflow reflow RUN_DIR``: couplings of the k-RF in RUN_DIR, then the (k+1)-RF trained on them.
@@ -174,7 +225,6 @@ def reflow_command(run_dir: str, out_dir: str | None = None, *, load_run: LoadRu
     Args:
       run_dir: a trained rectified-flow run (``genflow train``, or an earlier ``genflow reflow``).
       out_dir: where the (k+1)-RF run goes (default RUN_DIR-<k+1>rf).
-      load_run: ``genflow.cli.run.load_run`` (passed in: this package does not import the CLI).
       num_couples: couples to generate (rounded up to whole chunks); steps: training steps
         (default the run's train.steps); seed: coupling noise and data order.
       solver/ode_steps/rtol/atol: the PF-ODE integration of the couplings (adaptive tsit5 by default).
@@ -182,46 +232,16 @@ def reflow_command(run_dir: str, out_dir: str | None = None, *, load_run: LoadRu
     Returns the exit status: 0, 143 when stopped by a signal (resume by running it again), or
     2 with one sentence on stderr for bad input.
     """
-    try:
-        parts, state = _common(run_dir, load_run, num_couples, steps, batch_size, chunk_size, seed, ode_steps)
-        exp = parts.exp
-        k = run_k(run_dir)
-        out_dir = out_dir or _default_out(run_dir, f"-{k + 1}rf", k)
-        steps = steps or exp.train.steps
-        batch_size = batch_size or exp.train.batch_size
-        x1, x0, cinfo = ensure_couplings(parts, state, run_dir, num_couples=num_couples, seed=seed,
-                                         chunk_size=chunk_size, solver=solver, ode_steps=ode_steps, rtol=rtol,
-                                         atol=atol, progress=progress)
-        new_exp = dataclasses.replace(exp, name=f"{re.sub(r'-[0-9]+rf$', '', exp.name)}-{k + 1}rf",
-                                      train=dataclasses.replace(exp.train, steps=steps, batch_size=batch_size,
-                                                                seed=seed))
-        info = {"kind": "reflow", "k": k + 1, "source": os.path.abspath(run_dir),
-                "couplings": os.path.abspath(os.path.join(run_dir, COUPLINGS)), "num_couples": int(len(x0)),
-                "coupling_source": cinfo.get("source")}
-        _prepare_out(out_dir, new_exp, info)
-        new_state, stopped = _train(parts, state, x1, x0, out_dir, new_exp, objective=coupled(), steps=steps,
-                                    batch_size=batch_size, seed=seed, lr=lr, progress=progress)
-    except ConfigError as e:
-        print(f"genflow: error: {e}", file=sys.stderr)
-        return 2
-    if stopped:
-        print(f"stopped; checkpoint saved. Continue with `genflow reflow {run_dir} --out {out_dir}` "
-              "and the same options.", file=sys.stderr)
-        return 143
-    if report:
-        for line in _report_lines([(f"{k}-RF ({run_dir})", _model(parts, state.ema)),
-                                   (f"{k + 1}-RF ({out_dir})", _model(parts, new_state.ema))], parts, seed):
-            print(line)
-    print(f"done: {k + 1}-rectified flow in {out_dir} ({len(x0):,} couples in {run_dir}/{COUPLINGS})",
-          file=sys.stderr)
-    return 0
+    return _coupling_command("reflow", run_dir, out_dir, k=1, num_couples=num_couples, steps=steps, seed=seed,
+                             batch_size=batch_size, chunk_size=chunk_size, solver=solver, ode_steps=ode_steps,
+                             rtol=rtol, atol=atol, lr=lr, progress=progress, report=report)
 
 
-def distill_command(run_dir: str, out_dir: str | None = None, *, load_run: LoadRun | None = None, k: int = 1,
-                    num_couples: int = 20_000, steps: int | None = None, seed: int = 0,
-                    batch_size: int | None = None, chunk_size: int | None = None, solver: str = "tsit5",
-                    ode_steps: int | None = None, rtol: float = 1e-5, atol: float = 1e-5, lr: float | None = None,
-                    progress: bool = True, report: bool = True) -> int:
+def distill_command(run_dir: str, out_dir: str | None = None, *, k: int = 1, num_couples: int = 20_000,
+                    steps: int | None = None, seed: int = 0, batch_size: int | None = None,
+                    chunk_size: int | None = None, solver: str = "tsit5", ode_steps: int | None = None,
+                    rtol: float = 1e-5, atol: float = 1e-5, lr: float | None = None, progress: bool = True,
+                    report: bool = True) -> int:
     """``genflow distill RUN_DIR``: a k-step sampler (k = 1: one-step generator) distilled from the
     couplings of the flow in RUN_DIR (generated or finished first, as ``reflow_command`` does).
 
@@ -229,38 +249,6 @@ def distill_command(run_dir: str, out_dir: str | None = None, *, load_run: LoadR
     k Euler steps (its config's sample.steps = k). Other arguments and the exit status as
     ``reflow_command``.
     """
-    try:
-        _positive("--k", k)
-        parts, state = _common(run_dir, load_run, num_couples, steps, batch_size, chunk_size, seed, ode_steps)
-        exp = parts.exp
-        out_dir = out_dir or _default_out(run_dir, f"-distill{k}")
-        steps = steps or exp.train.steps
-        batch_size = batch_size or exp.train.batch_size
-        x1, x0, cinfo = ensure_couplings(parts, state, run_dir, num_couples=num_couples, seed=seed,
-                                         chunk_size=chunk_size, solver=solver, ode_steps=ode_steps, rtol=rtol,
-                                         atol=atol, progress=progress)
-        new_exp = dataclasses.replace(
-            exp, name=f"{exp.name}-distill{k}",
-            train=dataclasses.replace(exp.train, steps=steps, batch_size=batch_size, seed=seed),
-            sample=C.Sample(sampler="euler_ode", steps=k, num=exp.sample.num, denoise=False))
-        info = {"kind": "distill", "k": run_k(run_dir), "distill_k": k, "source": os.path.abspath(run_dir),
-                "couplings": os.path.abspath(os.path.join(run_dir, COUPLINGS)), "num_couples": int(len(x0)),
-                "coupling_source": cinfo.get("source")}
-        _prepare_out(out_dir, new_exp, info)
-        new_state, stopped = _train(parts, state, x1, x0, out_dir, new_exp, objective=distillation(k), steps=steps,
-                                    batch_size=batch_size, seed=seed, lr=lr, progress=progress)
-    except ConfigError as e:
-        print(f"genflow: error: {e}", file=sys.stderr)
-        return 2
-    if stopped:
-        print(f"stopped; checkpoint saved. Continue with `genflow distill {run_dir} --out {out_dir}` "
-              "and the same options.", file=sys.stderr)
-        return 143
-    if report:
-        for line in _report_lines([(f"source ({run_dir})", _model(parts, state.ema)),
-                                   (f"distilled {k}-step ({out_dir})", _model(parts, new_state.ema))],
-                                  parts, seed, steps=(k,)):
-            print(line)
-    print(f"done: {k}-step sampler in {out_dir}; `genflow sample {out_dir}` samples with {k} Euler "
-          f"step{'s' if k > 1 else ''}", file=sys.stderr)
-    return 0
+    return _coupling_command("distill", run_dir, out_dir, k=k, num_couples=num_couples, steps=steps, seed=seed,
+                             batch_size=batch_size, chunk_size=chunk_size, solver=solver, ode_steps=ode_steps,
+                             rtol=rtol, atol=atol, lr=lr, progress=progress, report=report)
