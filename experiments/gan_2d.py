@@ -13,7 +13,7 @@ method, critic and generator updates both counted:
   (eta = 0.3), the form of section 6 that differs from -E phi beyond first order;
   RF                2,000 flow-matching steps (the config below) + 2,000 steps of one-step
                     distillation on 16,384 couplings (their ODE solves are extra work, timed).
-Run:    PYTHONPATH=. python benchmarks/gan_2d.py experiments/gan_2d.py --out runs/gan_2d
+Run:    PYTHONPATH=. python benchmarks/gan_compare.py experiments/gan_2d.py --out runs/gan_2d
 Expect: energy distance over 3 seeds (mean and spread), a markdown table and a figure of samples
         over training in runs/gan_2d; 9m34s on 2 shared CPU cores (measured 2026-11-24). Measured:
         derived GAN 0.006 vs WGAN-GP 0.17 at n_critic = 5, 0.06 vs 0.89 at n_critic = 1, 0.0025 with 4

@@ -76,6 +76,15 @@ def make_objective(name: str, *, weighting: Weighting, time_sampler=uniform_time
     raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}.")
 
 
+def error_message(e: Exception, limit: int = 160) -> str:
+    """The sentence an exception means: for equinox's runtime errors (diffrax's max_steps) the
+    ``...Error: message`` line inside its traceback text, else the first line of the message."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    named = [ln for ln in lines if ln.split(":", 1)[0].endswith("Error") and ":" in ln]
+    text = named[-1].split(":", 1)[1].strip() if named else (lines[0] if lines else type(e).__name__)
+    return text[:limit]
+
+
 def _find_log_likelihood():
     """``genflow.samplers.likelihood.log_likelihood`` if that module exists, else None."""
     try:
@@ -225,8 +234,7 @@ def compare_objectives(objectives: Mapping[str, Objective], *, net: nnx.Module, 
                 result.nll = float(nll_fn(params))
             except Exception as e:  # diffrax stops a stiff PF-ODE at max_steps with a runtime error
                 result.nll = float("nan")
-                first = (str(e).strip().splitlines() or [type(e).__name__])[-1][:120]
-                log(f"[{result.name}] NLL not measured (nan): the PF-ODE solve failed ({first})")
+                log(f"[{result.name}] NLL not measured (nan): the PF-ODE solve failed ({error_message(e)})")
 
     results, trained_params = [], None
     for name, objective in objectives.items():

@@ -366,7 +366,7 @@ Generator: a one-step flow $g(z) = z - v(z, 1)$ (the same parameterisation as a 
 rectified flow), $z \sim N(0, I)$. Each step: one critic update on $L_C$ ($\lambda = 1$), then one
 generator update by regression onto $g(z) + \eta\nabla\varphi(g(z))$, $\eta = 0.1$. One jitted step
 (`genflow.gan.make_gan_step`), EMA of the generator, checkpoints through `genflow.training`.
-`benchmarks/gan_2d.py` compares it with WGAN-GP and with rectified flow + distillation over 3 seeds.
+`benchmarks/gan_compare.py` compares it with WGAN-GP and with rectified flow + distillation over 3 seeds.
 """),
     code(r"""
 import tempfile
@@ -399,7 +399,7 @@ plt.tight_layout()
 """),
     md(r"""
 A one-step generator that is continuous in $z$ must leave thin bridges between the modes, which is
-what the ring above turns into. `benchmarks/gan_2d.py experiments/gan_2d.py` compares, at an equal
+what the ring above turns into. `benchmarks/gan_compare.py experiments/gan_2d.py` compares, at an equal
 budget of parameter updates and over 3 seeds: the derived GAN against WGAN-GP with the same critic
 schedule (5 or 1 critic updates per generator update), the derived GAN taking several regression
 steps toward its moved samples (where section 6's regression form differs from $-E\varphi$), and

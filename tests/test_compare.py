@@ -114,3 +114,19 @@ def test_experiment_configs_load_and_still_train():
     for name in ("compare_2d.py", "compare_digits.py"):
         exp, cmp = load_comparison(os.path.join(root, name))
         assert isinstance(exp, Experiment) and exp.objective == "dsm" and cmp.objectives
+
+
+def test_error_message_names_what_diffrax_reports_not_its_traceback_decoration():
+    import diffrax
+
+    from genflow.compare import error_message
+
+    try:   # a stiff ODE with too few steps: diffrax raises equinox's runtime error
+        sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, a: -1e6 * y), diffrax.Tsit5(), 0.0, 1.0, 0.1,
+                                  jnp.ones(2), max_steps=4,
+                                  stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
+        jax.block_until_ready(sol.ys)
+    except Exception as e:
+        message = error_message(e)
+    assert message.startswith("The maximum number of solver steps was reached"), message
+    assert error_message(ValueError("bad shape\nmore")) == "bad shape"
