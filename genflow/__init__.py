@@ -2,7 +2,7 @@
 
 Time convention everywhere: t = 0 is data, t = 1 is noise; x_t = alpha(t) x0 + sigma(t) eps.
 """
-from genflow import data, metrics, models, objectives, processes, samplers, training
+from genflow import data, gan, metrics, models, objectives, processes, reflow, samplers, training
 from genflow.config import ConfigError, Experiment
 from genflow.data import GaussianMixture
 from genflow.models import MLP, Model
@@ -15,7 +15,7 @@ from genflow.training import TrainState, make_optimizer, make_train_step, tiger
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "metrics", "models", "objectives", "processes", "samplers", "training", "ConfigError", "Experiment",
+__all__ = ["data", "gan", "metrics", "models", "objectives", "processes", "reflow", "samplers", "training", "ConfigError", "Experiment",
            "GaussianMixture", "MLP", "Model", "denoising_score_matching", "flow_matching", "exact_score_matching",
            "implicit_score_matching", "sliced_score_matching", "sliced_score_matching_vr", "AbstractProcess",
            "VP", "SubVP", "VE", "EDM", "RectifiedFlow", "DDPM", "euler_ode", "euler_maruyama", "ancestral", "ddim",

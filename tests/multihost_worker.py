@@ -1,7 +1,9 @@
 """One process of a two-process CPU run (launched by test_multihost.py).
 
 argv: process_id, num_processes, port, out_path. Each process has 2 CPU devices; the mesh
-spans all 4. Every process reads only its slice of each global batch.
+spans all 4. Every process reads only its slice of each global batch. Then the trained model's
+ReFlow couplings are generated over the whole mesh into ``<out_path>.couplings/`` (process 0
+writes, every process reads them back), and each process reports what it read.
 """
 import json
 import os
@@ -38,5 +40,12 @@ losses = []
 for _ in range(5):
     state, m = step(state, next(batches))
     losses.append(float(m["loss"]))
-if pid == 0:
-    json.dump({"losses": losses, "devices": jax.device_count(), "processes": jax.process_count()}, open(out, "w"))
+from genflow.reflow import generate_couplings, load_couplings, make_coupler, pf_ode_sampler  # noqa: E402
+
+couple = make_coupler(graphdef, rest, VP(), "eps", (8, 8, 1), 8, sampler=pf_ode_sampler("euler", 4), mesh=mesh)
+directory = out + ".couplings"
+generate_couplings(couple, state.ema, directory, num_couples=24, chunk_size=8, seed=3, meta={}, progress=False)
+x1, x0 = load_couplings(directory, 24)
+json.dump({"losses": losses, "devices": jax.device_count(), "processes": jax.process_count(),
+           "x0": np.asarray(x0).reshape(len(x0), -1)[:, :4].tolist(), "num_couples": len(x0)},
+          open(f"{out}.{pid}", "w"))

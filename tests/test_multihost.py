@@ -1,4 +1,5 @@
-"""Two local processes through jax.distributed train to the same losses as one process."""
+"""Two local processes through jax.distributed train to the same losses as one process, and
+generate the same ReFlow couplings, which every process then reads back whole."""
 import json
 import os
 import socket
@@ -26,11 +27,14 @@ def _run(nproc, tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
-    return json.load(open(out))
+    return [json.load(open(f"{out}.{i}")) for i in range(nproc)]
 
 
 def test_two_processes_equal_one(tmp_path):
     two = _run(2, tmp_path)
-    one = _run(1, tmp_path)
-    assert two["processes"] == 2 and two["devices"] == 4 and one["devices"] == 2
-    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+    one, = _run(1, tmp_path)
+    assert two[0]["processes"] == 2 and two[0]["devices"] == 4 and one["devices"] == 2
+    np.testing.assert_allclose(two[0]["losses"], one["losses"], rtol=1e-5)
+    for proc in two:   # each process read all 3 chunks, and they are the single-process couplings
+        assert proc["num_couples"] == 24
+        np.testing.assert_allclose(proc["x0"], one["x0"], rtol=1e-4, atol=1e-5)

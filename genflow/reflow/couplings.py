@@ -201,6 +201,10 @@ def generate_couplings(couple: Callable, params, directory: str, *, num_couples:
             _write_atomic(chunk_path(directory, i), {"x1": x1, "x0": x0, "index": np.asarray(i)})
         bar.update(1)
     bar.close()
+    if jax.process_count() > 1:  # the others read the chunks next: wait until process 0 has written them
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"genflow couplings written: {os.path.abspath(directory)}")
     on_disk = existing_chunks(directory)
     return dict(read_meta(directory) or meta, num_chunks=len(on_disk), num_couples=len(on_disk) * chunk_size)
 
