@@ -2,11 +2,12 @@
 import os
 import re
 
-README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+README = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "README.md"))
 
 
-def test_readme_python_blocks_run():
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
     text = open(README).read()
+    monkeypatch.chdir(tmp_path)   # the examples write run directories
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 2
     code = "\n".join(blocks).replace("steps=2000", "steps=20")
@@ -14,6 +15,7 @@ def test_readme_python_blocks_run():
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["x0"].shape == (1000, 2)
     assert int(namespace["state"].step) == 20
+    assert namespace["x_gan"].shape == (1000, 2) and int(namespace["gan_state"].step) == 20
 
 
 def test_readme_commands_match_ci():
