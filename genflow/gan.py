@@ -264,6 +264,17 @@ def train_gan(cfg: GANConfig, data: Callable[[Array, int], Array] | np.ndarray, 
 
     Returns (state, g) with g(params, z) the generator; sample with ``g(state.gen.ema, z)``.
     """
+    batch = cfg.batch_size * cfg.n_critic
+    if mesh is not None and batch % mesh.size:
+        raise ValueError(f"batch size {batch} does not split over {mesh.size} devices; use a multiple of {mesh.size}.")
+    if not callable(data):
+        data = np.asarray(data)
+        if data.shape[1:] != tuple(data_shape):
+            raise ValueError(f"training examples have shape {data.shape[1:]}, but data_shape is {tuple(data_shape)}; "
+                             "pass the shape of one example.")
+        if len(data) < batch:
+            raise ValueError(f"{len(data)} training examples cannot fill a real batch of {batch} "
+                             "(batch_size x n_critic); lower batch_size or n_critic.")
     state, step_fn, g = build_gan(cfg, data_shape, mesh)
     os.makedirs(workdir, exist_ok=True)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
@@ -271,17 +282,10 @@ def train_gan(cfg: GANConfig, data: Callable[[Array, int], Array] | np.ndarray, 
     if checkpointer.latest_step() is not None:
         state, meta = checkpointer.restore(state)
         position = int(meta["data_position"])
-    batch = cfg.batch_size * cfg.n_critic
-    if mesh is not None and batch % mesh.size:
-        raise ValueError(f"batch size {batch} does not split over {mesh.size} devices; use a multiple of {mesh.size}.")
     sharding = data_sharding(mesh) if mesh is not None else None
     if callable(data):
         batches = SampledBatches(data, batch, seed=cfg.seed, position=position, sharding=sharding)
     else:
-        data = np.asarray(data)
-        if data.shape[1:] != tuple(data_shape):
-            raise ValueError(f"training examples have shape {data.shape[1:]}, but data_shape is {tuple(data_shape)}; "
-                             "pass the shape of one example.")
         batches = ArrayBatches(data, batch, seed=cfg.seed, position=position, sharding=sharding)
     state, _ = train_loop(state, step_fn, batches, steps=steps or cfg.steps, checkpointer=checkpointer,
                           meta={"gan": cfg.critic_objective}, metrics_path=os.path.join(workdir, "metrics.jsonl"),

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -134,10 +135,14 @@ def test_gan_step_on_eight_devices_equals_one_and_compiles_once():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_gan_training_resumes_to_the_uninterrupted_state(tmp_path):
+@pytest.mark.parametrize("source", ["sampler", "training set"])
+def test_gan_training_resumes_to_the_uninterrupted_state(tmp_path, source):
     cfg = GANConfig(batch_size=16, gen_width=16, gen_depth=1, critic_width=16, critic_depth=1, steps=4, eta=0.2,
                     inner_steps=2)
-    sample = lambda key, n: jax.random.normal(key, (n, 2)) * 0.5 + 1.0
+    if source == "sampler":   # fresh draws per batch
+        sample = lambda key, n: jax.random.normal(key, (n, 2)) * 0.5 + 1.0
+    else:                     # 40 examples, 2 batches an epoch: the 4 steps cross an epoch's reshuffle
+        sample = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
     kw = dict(log_every=1, ckpt_every=100, progress=False)
     full, g = train_gan(cfg, sample, (2,), str(tmp_path / "full"), **kw)
     train_gan(cfg, sample, (2,), str(tmp_path / "part"), steps=2, **kw)
@@ -147,6 +152,15 @@ def test_gan_training_resumes_to_the_uninterrupted_state(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     x = g(full.gen.ema, jnp.zeros((5, 2)))
     assert x.shape == (5, 2)
+
+
+def test_gan_training_set_that_does_not_fit_is_one_clear_error_and_writes_nothing(tmp_path):
+    cfg = GANConfig(batch_size=4, gen_width=8, gen_depth=1, critic_width=8, critic_depth=1, steps=1)
+    with pytest.raises(ValueError, match=r"shape \(3,\), but data_shape is \(2,\)"):
+        train_gan(cfg, np.zeros((10, 3), np.float32), (2,), str(tmp_path / "run"), progress=False)
+    with pytest.raises(ValueError, match="3 training examples cannot fill a real batch of 4"):
+        train_gan(cfg, np.zeros((3, 2), np.float32), (2,), str(tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()   # nothing was written
 
 
 def test_generator_is_the_one_step_flow_of_its_velocity_network():
