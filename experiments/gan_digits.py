@@ -17,6 +17,10 @@ generator updates alike:
 Quality: Fréchet digits distance of 300 samples (the held-out set's size) to the training digits,
 mean of 5 draws; the floor is the 300 held-out real digits (9.055).
 Run:    PYTHONPATH=. python benchmarks/gan_compare.py experiments/gan_digits.py --out runs/gan_digits
+Expect: 28 minutes on 2 shared CPU cores (measured 2026-12-01). FDD, mean +- std over seeds 0-2:
+        n_critic = 5 (1,333 generator steps): derived 119 +- 1, WGAN-GP 88 +- 2 (77 +- 2 with the
+        paper's Adam); n_critic = 1 (4,000 generator steps): derived 16.3 +- 0.6, WGAN-GP 12.0 +- 0.1;
+        derived with 4 regression steps 41 +- 2; RF + one-step distillation 12.6 +- 1.4.
 """
 from genflow.config import Data, Experiment, Net, Optim, Process, Sample, Train
 from genflow.gan import GANConfig

@@ -53,6 +53,19 @@ def test_critic_losses_with_a_quadratic_critic(x64):
                                np.mean(np.sum((g - (X0 - X1)) ** 2, 1)), rtol=1e-12)
 
 
+def test_derived_critic_loss_at_penalty_lambda_is_the_unit_penalty_loss_of_lambda_phi_over_lambda(x64):
+    # L_lambda(phi / lambda) = L_1(phi) / lambda for every phi, so the minimiser at penalty lambda is
+    # the unit-penalty one divided by lambda: lambda only rescales the critic (and eta / lambda is
+    # the one knob the regression generator sees). WGAN-GP's (|grad phi| - 1)^2 has no such scaling.
+    phi = _random_critic(4)
+    for lam in (0.1, 3.0):
+        scaled = lambda x, lam=lam: phi(x) / lam
+        np.testing.assert_allclose(critic_loss(scaled, X0, X1, KEY, penalty=lam, t=T)[0],
+                                   critic_loss(phi, X0, X1, KEY, penalty=1.0, t=T)[0] / lam, rtol=1e-12)
+        assert not np.isclose(wgan_gp_critic_loss(scaled, X0, X1, KEY, penalty=lam, t=T)[0],
+                              wgan_gp_critic_loss(phi, X0, X1, KEY, penalty=1.0, t=T)[0] / lam, rtol=1e-3)
+
+
 def _random_critic(seed, width=16):
     graphdef, params, rest = split_net(Critic((2,), width=width, depth=2, rngs=nnx.Rngs(seed)))
     return lambda x: nnx.merge(graphdef, params, rest)(x)

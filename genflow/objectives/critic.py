@@ -19,6 +19,9 @@ to 0) moves a generated point by +eta grad phi, toward the data.
 
 So the critic objective (``critic_loss`` with penalty 1) is half the ReFlow loss minus a
 constant: the WGAN critic with a zero-centred gradient penalty at random interpolates.
+Its penalty weight only rescales the critic: L_lambda(phi / lambda) = L_1(phi) / lambda, so the
+minimiser at lambda is the unit one divided by lambda, and the generator's step eta grad phi
+depends on eta / lambda alone (on neither, for one step of a scale-invariant optimizer like Adam).
 
 A critic ``phi`` is a function x (B, ...) -> (B,) acting on each example separately (no batch
 statistics), so grad of sum_b phi(x_b) is the per-example gradient.
