@@ -154,3 +154,14 @@ def test_reflow_and_distill_commands_end_to_end(tmp_path, capsys):
     assert reflow_command(str(tmp_path / "missing"), **kw) == 2
     assert "does not exist" in capsys.readouterr().err
     assert reflow_command(run, **dict(kw, solver="euler", ode_steps=None)) == 2   # euler needs a step count
+
+
+def test_at_sample_size_averages_the_distance_over_whole_blocks():
+    from genflow.reflow import at_sample_size
+
+    mean_gap = lambda x, ref: float(np.mean(x) - np.mean(ref))
+    blocked = at_sample_size(mean_gap, 3)
+    x = np.arange(10.0)                       # blocks [0,1,2], [3,4,5], [6,7,8]; 9 is left over
+    assert blocked(x, np.zeros(4)) == pytest.approx((1.0 + 4.0 + 7.0) / 3)
+    with pytest.raises(ValueError, match="2 samples cannot make one block of 3"):
+        blocked(x[:2], np.zeros(4))
