@@ -49,13 +49,19 @@ def test_default_prior_where_it_is_exact_or_nearly(process, x64):
 
 def test_gaussian_log_likelihood_on_the_ddpm_path(x64):
     # Seed claim (section 2): the PF-ODE log-likelihood of a Gaussian equals its closed form; here
-    # on DDPM's piecewise path with 25 steps (the adaptive solver steps over alpha's kinks).
+    # on DDPM's piecewise path with 25 steps, whose 23 interior knots the solver steps onto
+    # (at_jumps): there the vector field jumps and no error estimate sees the error of crossing.
     process = DDPM(num_steps=25, schedule="cosine")
     data = GaussianMixture.gaussian(jnp.array([2.0, -1.0]), jnp.array([0.5, 1.5]))
     x0 = data.sample(jax.random.PRNGKey(0), 8)
     exact_p1 = lambda x1: data.log_prob(x1, process, 1.0)
-    logp, _ = log_likelihood(data.exact_model(process, "eps"), x0, rtol=1e-8, atol=1e-8, prior_logp=exact_p1)
-    np.testing.assert_allclose(logp, data.log_prob(x0, process, process.t_min), atol=1e-5)
+    model = data.exact_model(process, "eps")
+    logp, stats = log_likelihood(model, x0, rtol=1e-8, atol=1e-8, prior_logp=exact_p1, at_jumps=True)
+    exact = data.log_prob(x0, process, process.t_min)
+    np.testing.assert_allclose(logp, exact, atol=1e-6)
+    assert int(stats["num_steps"]) >= 24          # at least one step per piece
+    crossing, _ = log_likelihood(model, x0, rtol=1e-8, atol=1e-8, prior_logp=exact_p1)
+    assert np.max(np.abs(crossing - exact)) > 3 * np.max(np.abs(logp - exact))   # the knots matter
 
 
 @pytest.mark.parametrize("probe", ["rademacher", "gaussian"])

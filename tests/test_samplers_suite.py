@@ -228,6 +228,19 @@ def test_reported_nfe_counts_network_evaluations(solver, adaptive, x64):
     assert int(stats["nfe"]) == _Counting.calls > 0
 
 
+@pytest.mark.parametrize("solver", ["tsit5", "heun"])
+def test_nfe_counts_the_restarts_at_ddpm_knots(solver, x64):
+    # At each jump time an FSAL solver (tsit5) evaluates the field afresh: one more call per knot.
+    process = DDPM(num_steps=6)
+    model = Model(_Counting(eight_gaussians().exact_model(process, "eps").net), process, "eps")
+    x1 = process.prior(jax.random.PRNGKey(0), (8, 2), jnp.float64)
+    _Counting.calls = 0
+    x0, stats = ode_sample(model, x1, solver=solver, rtol=1e-4, atol=1e-4, at_jumps=True)
+    jax.block_until_ready(x0)
+    assert int(stats["nfe"]) == _Counting.calls > 0
+    assert int(stats["num_steps"]) >= 5
+
+
 def test_ode_sample_needs_an_adaptive_solver_without_a_grid():
     with pytest.raises(ValueError, match="no error estimate"):
         ode_sample(eight_gaussians().exact_model(VP(), "eps"), jnp.zeros((2, 2)), solver="euler")

@@ -87,6 +87,11 @@ class AbstractProcess:
         lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
         return 0.5 * (lo + hi)
 
+    def jump_times(self) -> Array | None:
+        """Times in (t_min, t_max) where alpha' or sigma' jump, so the PF-ODE's vector field is
+        discontinuous there (None for a smooth path). Adaptive solvers can step onto them."""
+        return None
+
     def prior(self, key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
         """Draw x1 ~ N(0, sigma(t_max)^2 I).
 

@@ -82,6 +82,12 @@ class DDPM(AbstractProcess):
         slope = knots[i + 1] - knots[i]
         return knots[i] + (u - i) * slope, slope * self.num_steps
 
+    def jump_times(self):
+        """The interior knots t_k = k/K, k = 2..K-1: log alpha is linear between them, so its slope jumps."""
+        if self.num_steps < 3:
+            return None
+        return jnp.arange(2, self.num_steps).astype(jnp.result_type(float)) / self.num_steps
+
     def alpha(self, t):
         return jnp.exp(self._segment(t)[0])
 
