@@ -110,10 +110,14 @@ def test_sample_with_the_solver_suite_reports_nfe_and_likelihood(capsys, tmp_pat
 def test_reflow_and_distill_commands(capsys, tmp_path):
     workdir = str(tmp_path / "run")
     train(C.with_overrides(TINY, ["train.steps=3"]), workdir, progress=False)
-    small = ["--num-couples", "32", "--steps", "2", "--ode-steps", "3", "--batch-size", "16"]
+    small = ["--num-couples", "32", "--ode-steps", "3"]    # steps and batch size: the run's own
     assert main(["reflow", workdir, *small]) == 0
-    assert main(["distill", workdir, *small]) == 0
+    assert main(["distill", workdir, *small, "--steps", "2", "--batch-size", "16"]) == 0
     captured = capsys.readouterr()
     text = captured.out + captured.err
     assert "2-RF" in text and "distilled 1-step" in text
-    assert os.path.exists(workdir + "-2rf") and os.path.exists(workdir + "-distill1")
+    from genflow.cli.run import load_run
+
+    (rf2, s2), (d1, s1) = load_run(workdir + "-2rf"), load_run(workdir + "-distill1")
+    assert int(s2.step) == 3 and rf2.exp.train.batch_size == TINY.train.batch_size
+    assert int(s1.step) == 2 and d1.exp.train.batch_size == 16
