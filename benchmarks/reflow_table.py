@@ -105,6 +105,7 @@ def main(argv=None) -> int:
     parts0, _ = load_run(rf1)
     shape = tuple(parts0.data.shape)
     dist_name, distance = default_distance(shape)
+    floor_name = dist_name
     reference, heldout = np.asarray(parts0.data.reference), np.asarray(parts0.data.heldout)
     if distance is not None and len(heldout) < rf.eval_samples:   # compare at the floor's N (FDD's bias)
         distance = at_sample_size(distance, len(heldout))
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     floor = distance(heldout, reference) if distance is not None else None
     table = format_table(rows, dist_name)
     if floor is not None:
-        table += (f"\n\n{default_distance(shape)[0]} of the {len(heldout):,} held-out real examples to the same "
+        table += (f"\n\n{floor_name} of the {len(heldout):,} held-out real examples to the same "
                   f"reference (the floor): {floor:.4g}")
     note = ("\nWall time: the stage's own training, plus generating the couplings it trains on "
             f"({rf.num_couples:,} couples, {rf.solver}); 1-RF is plain training. Device: {jax.devices()[0].platform}, "

@@ -16,9 +16,9 @@ method, critic and generator updates both counted:
 Run:    PYTHONPATH=. python benchmarks/gan_compare.py experiments/gan_2d.py --out runs/gan_2d
 Expect: energy distance over 3 seeds (mean and spread), a markdown table and a figure of samples
         over training in runs/gan_2d; 7m30s on 2 CPU cores (measured 2026-12-01). Measured:
-        derived GAN 0.0045 +- 0.0011 vs WGAN-GP 0.15 +- 0.09 at n_critic = 5, 0.09 +- 0.13 vs
-        0.66 +- 0.23 at n_critic = 1, 0.0022 +- 0.0013 with 4 regression steps; RF + distillation
-        0.0006 +- 0.0019, at the floor (-0.0014; two draws of 2,000 differ by about 0.001).
+        derived GAN 0.0060 +- 0.0017 vs WGAN-GP 0.15 +- 0.09 at n_critic = 5, 0.09 +- 0.12 vs
+        0.66 +- 0.24 at n_critic = 1, 0.0025 +- 0.0014 with 4 regression steps; RF + distillation
+        -0.0001 +- 0.0009, at the floor (-0.0014; two draws of 2,000 differ by about 0.001).
 """
 from genflow.config import Data, Experiment, Net, Optim, Process, Sample, Train
 from genflow.gan import GANConfig

@@ -15,12 +15,13 @@ generator updates alike:
   RF            5,000 flow-matching steps (the config below) + 3,000 steps of one-step distillation
                 on 10,000 couplings (their ODE solves are extra work, timed).
 Quality: Fréchet digits distance of 300 samples (the held-out set's size) to the training digits,
-mean of 5 draws; the floor is the 300 held-out real digits (9.055).
+mean of 5 blocks; the floor is the 300 held-out real digits (9.055).
 Run:    PYTHONPATH=. python benchmarks/gan_compare.py experiments/gan_digits.py --out runs/gan_digits
 Expect: 28 minutes on 2 shared CPU cores (measured 2026-12-01). FDD, mean +- std over seeds 0-2:
-        n_critic = 5 (1,333 generator steps): derived 119 +- 1, WGAN-GP 88 +- 2 (77 +- 2 with the
-        paper's Adam); n_critic = 1 (4,000 generator steps): derived 16.3 +- 0.6, WGAN-GP 12.0 +- 0.1;
-        derived with 4 regression steps 41 +- 2; RF + one-step distillation 12.6 +- 1.4.
+        n_critic = 5 (1,333 generator steps): derived 118 +- 2, WGAN-GP 85 +- 2 (78 +- 1 with the
+        paper's Adam); n_critic = 1 (4,000 generator steps): derived 16.5 +- 1.0, WGAN-GP 11.5 +- 1.1;
+        derived with 4 regression steps 40 +- 2; RF + one-step distillation 10.8 +- 1.2. Another
+        draw of z moves a seed's FDD by about 1: differences below 2 are noise.
 """
 from genflow.config import Data, Experiment, Net, Optim, Process, Sample, Train
 from genflow.gan import GANConfig

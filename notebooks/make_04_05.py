@@ -407,8 +407,8 @@ rectified flow + one-step distillation. On 8 Gaussians the zero-centred penalty 
 critic is far more stable than $(\|\nabla\varphi\| - 1)^2$ with either schedule, several regression
 steps help further, and ReFlow + distillation, which regresses on a fixed coupling instead of
 chasing a moving critic, is best. On the 8x8 digits (`experiments/gan_digits.py`) the picture is
-less one-sided: with one critic update per generator step WGAN-GP (FDD 12.0) edges out the derived
-GAN (16.3), several regression steps hurt (41), and ReFlow + distillation (12.6) matches the best GAN.
+less one-sided: with one critic update per generator step WGAN-GP (FDD 11.5) beats the derived
+GAN (16.5), several regression steps hurt (40), and ReFlow + distillation (10.8) matches the best GAN.
 """),
 ]
 
