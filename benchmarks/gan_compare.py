@@ -32,13 +32,12 @@ from typing import Callable
 
 import jax
 import numpy as np
-from flax import nnx
 
 from genflow.cli.reflow import ensure_couplings
 from genflow.cli.run import load_run, train
 from genflow.data import TOY_SETS, load_digits
+from genflow.cli import build
 from genflow.gan import build_gan, train_gan
-from genflow.models import Model
 from genflow.plotting import _plt, grid_array
 from genflow.reflow import at_sample_size, default_distance, distillation, one_step_sample, train_on_couples
 
@@ -169,13 +168,12 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         if not os.path.isdir(os.path.join(run_dir, "checkpoints", str(e.train.steps))):
             train(e, run_dir, resume=os.path.exists(os.path.join(run_dir, "config.json")), progress=False)
-        parts, state = load_run(run_dir)
-        x1, x0, _ = ensure_couplings(parts, state, run_dir, num_couples=num_couples, seed=seed, chunk_size=None,
-                                     solver="tsit5", ode_steps=None, rtol=1e-4, atol=1e-4, progress=False)
+        run = load_run(run_dir)
+        couplings, _ = ensure_couplings(run, run_dir, num_couples=num_couples, seed=seed, chunk_size=None,
+                                        solver="tsit5", ode_steps=None, rtol=1e-4, atol=1e-4, progress=False)
 
         def one_step(params, z):
-            model = Model(nnx.merge(parts.eval_graphdef, params, parts.eval_rest), parts.process, "velocity")
-            return np.asarray(one_step_sample(model, z))
+            return np.asarray(one_step_sample(run.eval_spec.model(params), z))
 
         z_show = jax.random.normal(jax.random.PRNGKey(5), (SHOW,) + shape)
         shots = []
@@ -185,11 +183,11 @@ def main(argv=None) -> int:
 
         first = seed == seeds[0]
         if first:
-            on_sample(state, 0)
-        dstate, _ = train_on_couples(parts.graphdef, parts.rest, parts.process, "velocity", state.ema, parts.tx, x0,
-                                     x1, workdir=run_dir + "-distill1", steps=distill_steps,
+            shots.append((0, one_step(run.params, z_show)))   # step 0: the 1-RF's own one-step sampler
+        dstate, _ = train_on_couples(run.spec, run.params, build.build_optimizer(e.optim), couplings.x0,
+                                     couplings.x1, workdir=run_dir + "-distill1", steps=distill_steps,
                                      batch_size=e.train.batch_size, seed=seed, ema_decay=e.optim.ema_decay,
-                                     objective=distillation(1), mesh=parts.mesh, ckpt_every=distill_steps,
+                                     objective=distillation(1), mesh=run.mesh, ckpt_every=distill_steps,
                                      on_sample=on_sample if first else None,
                                      sample_every=max(1, distill_steps // 4) if first else 0, progress=False)
         walls.setdefault(f"{name}/{seed}", time.perf_counter() - t0)

@@ -25,12 +25,11 @@ import sys
 
 import jax
 import numpy as np
-from flax import nnx
 
 from genflow import config as C
-from genflow.cli.run import load_run, train
-from genflow.models import Model
+from genflow.cli.build import build_data
 from genflow.cli.reflow import distill_command, reflow_command
+from genflow.cli.run import load_run, train
 from genflow.reflow import Stopwatch, at_sample_size, default_distance, flow_report, format_table
 
 
@@ -102,19 +101,20 @@ def main(argv=None) -> int:
             save_times()
         runs.append((name, out, kd))
 
-    parts0, _ = load_run(rf1)
-    shape = tuple(parts0.data.shape)
+    run0 = load_run(rf1)
+    shape = tuple(run0.shape)
+    data = build_data(run0.exp.data, run0.exp.train.batch_size, run0.exp.train.seed, None)
     dist_name, distance = default_distance(shape)
     floor_name = dist_name
-    reference, heldout = np.asarray(parts0.data.reference), np.asarray(parts0.data.heldout)
+    reference, heldout = np.asarray(data.reference), np.asarray(data.heldout)
     if distance is not None and len(heldout) < rf.eval_samples:   # compare at the floor's N (FDD's bias)
         distance = at_sample_size(distance, len(heldout))
         dist_name += f" (N = {len(heldout)}, mean of {rf.eval_samples // len(heldout)} blocks)"
-    x1 = parts0.process.prior(jax.random.PRNGKey(args.seed + 777), (rf.eval_samples,) + shape)
+    x1 = run0.process.prior(jax.random.PRNGKey(args.seed + 777), (rf.eval_samples,) + shape)
     rows = []
     for name, workdir, kd in runs:
-        parts, state = load_run(workdir)
-        model = Model(nnx.merge(parts.eval_graphdef, state.ema, parts.eval_rest), parts.process, parts.exp.predicts)
+        run = load_run(workdir)
+        model = run.eval_spec.model(run.params)   # EMA weights, dropout off
         if kd is None:
             r = flow_report(model, x1, reference, distance=distance)
         else:   # a distilled sampler is trained only at its k grid times: only its own step count means anything

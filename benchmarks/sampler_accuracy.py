@@ -42,26 +42,28 @@ def _vp(data):
 
 def _ancestral(data, x1, nfe):
     process = DDPM(num_steps=nfe, schedule="cosine")             # K = NFE (K - 1 steps + Tweedie)
-    return ancestral(data.exact_model(process, "eps"), x1 * process.sigma(1.0), KEY)
+    return ancestral(data.exact_model(process, "eps"), x1 * process.sigma(1.0), process.timesteps(), key=KEY)[0]
 
 
 # name (with its grid) -> (deterministic?, run(data, x1, nfe) -> x0, or None where the NFE does not fit)
 SAMPLERS = {
-    "euler_ode (uniform)": (True, lambda d, x1, n: euler_ode(_vp(d), x1, grids.uniform(VP(), n))),
-    "ddim eta=0 (karras)": (True, lambda d, x1, n: ddim(_vp(d), x1, grids.karras(VP(), n))),
+    "euler_ode (uniform)": (True, lambda d, x1, n: euler_ode(_vp(d), x1, grids.uniform(VP(), n))[0]),
+    "ddim eta=0 (karras)": (True, lambda d, x1, n: ddim(_vp(d), x1, grids.karras(VP(), n))[0]),
     "ode_sample heun (karras)": (True, lambda d, x1, n: None if n % 2 else
-                                 ode_sample(_vp(d), x1, solver="heun", ts=grids.karras(VP(), n // 2))[0]),
-    "edm_heun (karras)": (True, lambda d, x1, n: None if n % 2 else edm_heun(_vp(d), x1, grids.karras(VP(), n // 2))),
-    "dpm_solver_pp_2m (log_snr)": (True, lambda d, x1, n: dpm_solver_pp_2m(_vp(d), x1, grids.log_snr(VP(), n))),
-    "dpm_solver_pp_2m (karras)": (True, lambda d, x1, n: dpm_solver_pp_2m(_vp(d), x1, grids.karras(VP(), n))),
-    "euler_maruyama (uniform)": (False, lambda d, x1, n: euler_maruyama(_vp(d), x1, grids.uniform(VP(), n), KEY)),
-    "sde_sample euler": (False, lambda d, x1, n: sde_sample(_vp(d), x1, KEY, n_steps=n)[0]),
-    "ddim eta=1 (uniform)": (False, lambda d, x1, n: ddim(_vp(d), x1, grids.uniform(VP(), n), KEY, eta=1.0)),
+                                 ode_sample(_vp(d), x1, grids.karras(VP(), n // 2), solver="heun")[0]),
+    "edm_heun (karras)": (True, lambda d, x1, n: None if n % 2 else
+                          edm_heun(_vp(d), x1, grids.karras(VP(), n // 2))[0]),
+    "dpm_solver_pp_2m (log_snr)": (True, lambda d, x1, n: dpm_solver_pp_2m(_vp(d), x1, grids.log_snr(VP(), n))[0]),
+    "dpm_solver_pp_2m (karras)": (True, lambda d, x1, n: dpm_solver_pp_2m(_vp(d), x1, grids.karras(VP(), n))[0]),
+    "euler_maruyama (uniform)": (False, lambda d, x1, n: euler_maruyama(_vp(d), x1, grids.uniform(VP(), n),
+                                                                        key=KEY)[0]),
+    "sde_sample euler": (False, lambda d, x1, n: sde_sample(_vp(d), x1, grids.uniform(VP(), n), key=KEY)[0]),
+    "ddim eta=1 (uniform)": (False, lambda d, x1, n: ddim(_vp(d), x1, grids.uniform(VP(), n), key=KEY, eta=1.0)[0]),
     "ancestral (DDPM cosine, K=NFE)": (False, _ancestral),
     "pc rev.diff+langevin (uniform)": (False, lambda d, x1, n: None if n % 2 else predictor_corrector(
-        _vp(d), x1, grids.uniform(VP(), n // 2), KEY, snr=0.16)),
+        _vp(d), x1, grids.uniform(VP(), n // 2), key=KEY, snr=0.16)[0]),
     "edm_heun churn=20 (karras)": (False, lambda d, x1, n: None if n % 2 else edm_heun(
-        _vp(d), x1, grids.karras(VP(), n // 2), KEY, s_churn=20.0, s_max=10.0)),
+        _vp(d), x1, grids.karras(VP(), n // 2), key=KEY, s_churn=20.0, s_max=10.0)[0]),
 }
 
 

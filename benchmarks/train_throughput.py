@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from _cifar import cifar_experiment, compiled_flops
 from genflow.cli import build
+from genflow.models import ModelSpec
 from genflow.training import init_state, make_mesh, make_optimizer, make_train_step, split_net
 
 REFERENCE = {"EDM PyTorch, torch.compile fp16, batch 512": 2150.0, "EDM PyTorch, eager, batch 512": 1643.0}
@@ -32,21 +33,22 @@ def measure(exp, batch: int, dtype: str, warmup: int, iters: int) -> dict:
     mesh = make_mesh()
     process = build.build_process(exp.process)
     net = build.build_net(exp.net, (32, 32, 3), dtype, 0)
-    graphdef, params, rest = split_net(net)
+    spec = ModelSpec.from_net(net, process, build.build_parameterization(exp))
+    _, params, _ = split_net(net)
     o = exp.optim
     tx = make_optimizer(o.name, o.lr, b1=o.b1, b2=o.b2, warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
     state = jax.device_put(init_state(params, tx, 0), NamedSharding(mesh, P()))
-    step = make_train_step(graphdef, rest, process, exp.predicts, build.build_objective(exp, process), tx,
-                           ema_decay=o.ema_decay, mesh=mesh)
+    step = make_train_step(spec, build.build_objective(exp, process), tx, ema_decay=o.ema_decay, mesh=mesh)
     x = jax.device_put(jax.random.normal(jax.random.PRNGKey(0), (batch, 32, 32, 3)), NamedSharding(mesh, P("data")))
-    compiled = step.lower(state, (x, None)).compile()
+    batch_x = {"x0": x}   # batches are dicts; an unconditional step needs only "x0"
+    compiled = step.lower(state, batch_x).compile()
     flops = compiled_flops(compiled)
     for _ in range(warmup):
-        state, m = step(state, (x, None))
+        state, m = step(state, batch_x)
     jax.block_until_ready(m["loss"])
     t0 = time.perf_counter()
     for _ in range(iters):
-        state, m = step(state, (x, None))
+        state, m = step(state, batch_x)
     jax.block_until_ready(m["loss"])
     dt = (time.perf_counter() - t0) / iters
     return {"img_s": batch / dt, "step_ms": dt * 1e3, "gflop_per_img": flops / batch / 1e9,

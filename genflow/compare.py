@@ -45,7 +45,7 @@ from flax import nnx
 from jax import Array
 
 from genflow.metrics.distances import energy_distance
-from genflow.models import Model
+from genflow.models import Model, ModelSpec
 from genflow.objectives import (denoising_score_matching, exact_score_matching, implicit_score_matching,
                                 sliced_score_matching, uniform_time)
 from genflow.objectives.weighting import Weighting
@@ -92,14 +92,6 @@ def _find_log_likelihood():
     except ImportError:
         return None
     return log_likelihood
-
-
-def _merge(graphdef, params, rest, key=None):
-    # copy=True: reseeding mutates RNG variables, which must belong to this trace level.
-    net = nnx.merge(graphdef, params, rest, copy=True)
-    if key is not None and has_dropout_stream(rest):
-        nnx.reseed(net, dropout=key)
-    return net
 
 
 def gradient_variance(loss_fn: Callable[[Any, Array, Array], Array], params: Any, batches: Array,
@@ -178,10 +170,11 @@ def compare_objectives(objectives: Mapping[str, Objective], *, net: nnx.Module, 
     os.makedirs(out_dir, exist_ok=True)
     if sampler is None:
         ts = grids.uniform(process, 200)
-        sampler = lambda model, x1, key: euler_maruyama(model, x1, ts, key, denoise=True)  # noqa: E731
-    graphdef, params0, rest = split_net(net)
+        sampler = lambda model, x1, key: euler_maruyama(model, x1, ts, key=key, denoise=True)[0]  # noqa: E731
+    spec = ModelSpec.from_net(net, process, predicts)
+    _, params0, _ = split_net(net)
     net.eval()  # dropout off for evaluation; the same parameters
-    eval_graphdef, _, eval_rest = split_net(net)
+    eval_spec = ModelSpec.from_net(net, process, predicts)
     shape = tuple(np.asarray(batch_fn(0)).shape[1:])
     dim = math.prod(shape)
     # Training derives step i's key (and SampledBatches batch i's) as fold_in(PRNGKey(seed), i); the
@@ -199,7 +192,7 @@ def compare_objectives(objectives: Mapping[str, Objective], *, net: nnx.Module, 
     eval_every = eval_every or max(steps // 10, 1)
 
     def eval_model(params, exact=None):
-        return Model(exact if exact is not None else nnx.merge(eval_graphdef, params, eval_rest), process, predicts)
+        return Model(exact, process, predicts) if exact is not None else eval_spec.model(params)
 
     fisher_fn = None
     if true_score is not None and fisher_data is not None:
@@ -240,8 +233,8 @@ def compare_objectives(objectives: Mapping[str, Objective], *, net: nnx.Module, 
     for name, objective in objectives.items():
         res = Result(name)
         state = init_state(jax.tree.map(jnp.copy, params0), tx, seed)
-        step_fn = make_train_step(graphdef, rest, process, predicts, objective, tx, ema_decay=ema_decay)
-        batch = (jax.device_put(batch_fn(0)), None)
+        step_fn = make_train_step(spec, objective, tx, ema_decay=ema_decay)
+        batch = {"x0": jax.device_put(batch_fn(0))}
         t0 = time.perf_counter()
         compiled = step_fn.lower(state, batch).compile()
         res.compile_s = time.perf_counter() - t0
@@ -255,7 +248,7 @@ def compare_objectives(objectives: Mapping[str, Objective], *, net: nnx.Module, 
                             + mem.temp_size_in_bytes) / 2**20
         times, losses = [], []
         for i in range(steps):
-            batch = (jax.device_put(batch_fn(i)), None)
+            batch = {"x0": jax.device_put(batch_fn(i))}
             t0 = time.perf_counter()
             state, metrics = compiled(state, batch)
             losses.append(jax.block_until_ready(metrics["loss"]))
@@ -280,8 +273,10 @@ def compare_objectives(objectives: Mapping[str, Objective], *, net: nnx.Module, 
     for res, objective in results:
         def loss_fn(params, x0, key, objective=objective):
             k_obj, k_drop = jax.random.split(key)
-            model = Model(_merge(graphdef, params, rest, k_drop), process, predicts)
-            return objective(model, x0, k_obj, cond=None)[0]
+            net = spec.net(params, copy=True)  # copy: reseeding mutates RNG variables of this trace level
+            if has_dropout_stream(spec.rest):
+                nnx.reseed(net, dropout=k_drop)
+            return objective(Model(net, process, spec.parameterization), x0, k_obj)[0]
 
         gv = jax.jit(partial(gradient_variance, loss_fn))
         var, sq = gv(params0, grad_x, grad_keys)

@@ -40,7 +40,6 @@ class Process:
     sigma_min: float | None = None
     sigma_max: float | None = None
     rho: float | None = None
-    sigma_data: float | None = None
     t_min: float | None = None
     num_steps: int | None = None    # ddpm only
     schedule: str | None = None     # ddpm only: linear | cosine
@@ -82,12 +81,12 @@ class Train:
     sample_every: int = 0           # 0: only at the end
     ckpt_every: int = 1000
     keep: int = 2
+    p_uncond: float = 0.1           # class-conditional nets: labels replaced by the null label with this probability
 
 
 @dataclass(frozen=True)
 class Sample:
-    sampler: str = "euler_maruyama"  # euler_ode | euler_maruyama | ddim | ancestral | pc | heun | edm_heun
-                                     # | dpm_solver_pp_2m | tsit5 | dopri5 (adaptive, rtol/atol)
+    sampler: str = "euler_maruyama"  # a name in genflow.samplers.SAMPLERS (`genflow sample --help` lists them)
     steps: int = 200
     num: int = 64
     denoise: bool = True             # end with Tweedie's E[x0 | x_tmin] (1 more NFE)
@@ -96,6 +95,8 @@ class Sample:
     atol: float = 1e-5
     eta: float = 0.0                 # ddim
     churn: float = 0.0               # edm_heun's S_churn
+    guidance: float = 0.0            # classifier-free guidance scale w (conditional runs; 0: none)
+    guidance_interval: tuple[float, ...] = ()  # (lo, hi): guide only for noise levels sigma/alpha in (lo, hi]
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,13 @@ class Experiment:
     data: Data = field(default_factory=Data)
     process: Process = field(default_factory=Process)
     net: Net = field(default_factory=Net)
-    predicts: str = "eps"           # eps | x0 | score | v | velocity
+    predicts: str = "eps"           # eps | x0 | score | v | velocity | edm (EDM's preconditioned denoiser)
+    sigma_data: float = 0.5         # data std of the edm parameterization and the edm weighting
     objective: str = "dsm"          # dsm | flow_matching
     weighting: str = "eps"          # eps | likelihood | sigma2 | uniform | edm | velocity
-    time_sampling: str = "uniform"  # uniform | lognormal (EDM)
+    time_sampling: str = "uniform"  # uniform | lognormal (EDM's ln s ~ N(p_mean, p_std^2))
+    p_mean: float = -1.2            # lognormal time sampling (EDM's P_mean, P_std)
+    p_std: float = 1.2
     optim: Optim = field(default_factory=Optim)
     train: Train = field(default_factory=Train)
     sample: Sample = field(default_factory=Sample)

@@ -41,7 +41,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from genflow._pytree import pytree_dataclass
 from genflow.data.pipeline import ArrayBatches, SampledBatches, data_sharding
-from genflow.models.model import Model
+from genflow.models.parameterization import Parameterization
+from genflow.models.spec import ModelSpec
 from genflow.objectives.critic import (CRITIC_LOSSES, critic_targets, generator_potential_loss,
                                        generator_regression_loss)
 from genflow.processes import RectifiedFlow
@@ -89,9 +90,10 @@ def generator(gen_graphdef: nnx.GraphDef, gen_rest: nnx.State) -> Callable[[nnx.
     the same map as ``genflow.reflow.one_step_sample`` (written out: a 1-step scan inside the
     step's gradients doubles its compile time)."""
     process = RectifiedFlow()
+    spec = ModelSpec(gen_graphdef, gen_rest, process, Parameterization("velocity"))
 
     def g(params, z):
-        model = Model(nnx.merge(gen_graphdef, params, gen_rest), process, "velocity")
+        model = spec.model(params)
         t1 = jnp.full(z.shape[:1], process.t_max, z.dtype)
         return z - (process.t_max - process.t_min) * model.velocity(z, t1)
 
@@ -112,7 +114,7 @@ def make_gan_step(gen_graphdef: nnx.GraphDef, gen_rest: nnx.State, critic_graphd
                   critic_objective: str = "derived", generator_form: str = "regression", penalty: float = 1.0,
                   eta: float = 0.1, inner_steps: int = 1, n_critic: int = 1, ema_decay: float = 0.999,
                   mesh: Mesh | None = None):
-    """``step(state, (x_real, None)) -> (state, metrics)``, jitted with the state donated.
+    """``step(state, {"x0": x_real}) -> (state, metrics)``, jitted with the state donated.
 
     x_real (n_critic * B, ...) holds one real batch of B per critic update. The state is
     replicated and the batch split over the mesh's ``data`` axis, like ``make_train_step``; the
@@ -166,7 +168,7 @@ def make_gan_step(gen_graphdef: nnx.GraphDef, gen_rest: nnx.State, critic_graphd
         return params, opt_state, losses[0], norms[0]
 
     def step(state: GANState, batch):
-        real_all, _ = batch
+        real_all = batch["x0"]
         b = real_all.shape[0] // n_critic
         # (n_critic * B) -> (B, n_critic) keeps each device's rows local; then one slice per update.
         reals = jnp.moveaxis(real_all.reshape((b, n_critic) + data_shape), 1, 0)

@@ -62,7 +62,7 @@ from flax import nnx
 
 from genflow.data import GaussianMixture, SampledBatches, TOY_SETS
 from genflow.metrics import energy_distance
-from genflow.models import MLP, Model
+from genflow.models import MLP, ModelSpec
 from genflow.objectives import flow_matching
 from genflow.processes import AbstractProcess, RectifiedFlow
 from genflow.reflow import (coupled, generate_couplings, load_couplings, make_coupler, pf_ode_sampler,
@@ -161,33 +161,34 @@ sample_data = TOY_SETS["8gaussians"]
 steps = 300 if FAST else 3000
 num_couples = 4096 if FAST else 32_768
 width = 64 if FAST else 128
-graphdef, params, rest = split_net(MLP((2,), width=width, depth=2 if FAST else 3, rngs=nnx.Rngs(0)))
+net = MLP((2,), width=width, depth=2 if FAST else 3, rngs=nnx.Rngs(0))
+spec = ModelSpec.from_net(net, RF, "velocity")           # the network's structure; spec.model(params) is a Model
+_, params, _ = split_net(net)
 tx = make_optimizer("adam", 2e-3, warmup_steps=50, grad_clip=1.0)
-step_fn = make_train_step(graphdef, rest, RF, "velocity", flow_matching, tx, ema_decay=0.99)
+step_fn = make_train_step(spec, flow_matching, tx, ema_decay=0.99)
 state, _ = train_loop(init_state(params, tx, seed=0), step_fn, SampledBatches(sample_data, 256, seed=0),
                       steps=steps, log_every=100, progress=False)
 rf1 = state.ema
 
 workdir = tempfile.mkdtemp(prefix="nb04_")
 sampler = pf_ode_sampler("euler", 32) if FAST else pf_ode_sampler("tsit5", rtol=1e-4, atol=1e-4)
-couple = make_coupler(graphdef, rest, RF, "velocity", (2,), 4096 if FAST else 8192, sampler=sampler)
+couple = make_coupler(spec, (2,), 4096 if FAST else 8192, sampler=sampler)
 generate_couplings(couple, rf1, os.path.join(workdir, "couplings"), num_couples=num_couples,
                    chunk_size=4096 if FAST else 8192, seed=0, meta={"source": "1-RF"}, progress=False)
-c1, c0 = load_couplings(os.path.join(workdir, "couplings"))
-state2, _ = train_on_couples(graphdef, rest, RF, "velocity", rf1, make_optimizer("adam", 1e-3, grad_clip=1.0),
-                             c0, c1, workdir=os.path.join(workdir, "2rf"), steps=steps, batch_size=256,
+couples = load_couplings(os.path.join(workdir, "couplings"))     # Couplings(x1, x0, labels)
+state2, _ = train_on_couples(spec, rf1, make_optimizer("adam", 1e-3, grad_clip=1.0), couples.x0, couples.x1,
+                             workdir=os.path.join(workdir, "2rf"), steps=steps, batch_size=256,
                              ema_decay=0.99, objective=coupled(), progress=False)
 rf2 = state2.ema
 """),
     code(r"""
-models = {"1-RF": Model(nnx.merge(graphdef, rf1, rest), RF, "velocity"),
-          "2-RF": Model(nnx.merge(graphdef, rf2, rest), RF, "velocity")}
+models = {"1-RF": spec.model(rf1), "2-RF": spec.model(rf2)}
 reference = np.asarray(sample_data(jax.random.PRNGKey(20_000), 2000))
 noise = jax.random.normal(jax.random.PRNGKey(11), (2000, 2))
 report = {}
 for name, model in models.items():
     S = straightness(model, noise, grids.uniform(RF, 100))
-    one = euler_ode(model, noise, grids.uniform(RF, 1))
+    one = euler_ode(model, noise, grids.uniform(RF, 1))[0]           # samplers return (x, stats)
     many = S["x0"]                                                    # the 100-step Euler endpoint
     report[name] = dict(S=float(S["straightness"]), cost=float(S["transport_cost"]),
                         one_step=float(energy_distance(np.asarray(one), reference)),
@@ -215,7 +216,7 @@ for ax, (name, model) in zip(axes[:2], models.items()):
     ax.set_title(f"{name} paths, S = {report[name]['S']:.3f}")
     ax.set_aspect("equal")
 for name, model in models.items():
-    one = np.asarray(euler_ode(model, noise, grids.uniform(RF, 1)))
+    one = np.asarray(euler_ode(model, noise, grids.uniform(RF, 1))[0])
     axes[2].scatter(one[:, 0], one[:, 1], s=1, label=f"{name}, 1 Euler step")
 axes[2].legend(markerscale=5, fontsize=8)
 axes[2].set_title("one-step samples")

@@ -24,7 +24,7 @@ from flax import nnx  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from genflow.data import ArrayBatches, data_sharding, load_digits  # noqa: E402
-from genflow.models import MLP  # noqa: E402
+from genflow.models import MLP, ModelSpec  # noqa: E402
 from genflow.objectives import denoising_score_matching  # noqa: E402
 from genflow.processes import VP  # noqa: E402
 from genflow.training import init_state, make_mesh, make_optimizer, make_train_step, split_net  # noqa: E402
@@ -32,20 +32,22 @@ from genflow.training import init_state, make_mesh, make_optimizer, make_train_s
 mesh = make_mesh()
 x, y, _, _ = load_digits()
 batches = ArrayBatches(x, 32, labels=y, seed=0, sharding=data_sharding(mesh))
-graphdef, params, rest = split_net(MLP((8, 8, 1), width=64, depth=2, rngs=nnx.Rngs(0)))
+net = MLP((8, 8, 1), width=64, depth=2, rngs=nnx.Rngs(0))
+spec = ModelSpec.from_net(net, VP(), "eps")
+graphdef, params, rest = split_net(net)
 tx = make_optimizer("adam", 1e-3)
 state = jax.device_put(init_state(params, tx, 0), NamedSharding(mesh, P()))
-step = make_train_step(graphdef, rest, VP(), "eps", denoising_score_matching, tx, ema_decay=0.9, mesh=mesh)
+step = make_train_step(spec, denoising_score_matching, tx, ema_decay=0.9, mesh=mesh)
 losses = []
 for _ in range(5):
     state, m = step(state, next(batches))
     losses.append(float(m["loss"]))
 from genflow.reflow import generate_couplings, load_couplings, make_coupler, pf_ode_sampler  # noqa: E402
 
-couple = make_coupler(graphdef, rest, VP(), "eps", (8, 8, 1), 8, sampler=pf_ode_sampler("euler", 4), mesh=mesh)
+couple = make_coupler(spec, (8, 8, 1), 8, sampler=pf_ode_sampler("euler", 4), mesh=mesh)
 directory = out + ".couplings"
 generate_couplings(couple, state.ema, directory, num_couples=24, chunk_size=8, seed=3, meta={}, progress=False)
-x1, x0 = load_couplings(directory, 24)
+x1, x0, _ = load_couplings(directory, 24)
 json.dump({"losses": losses, "devices": jax.device_count(), "processes": jax.process_count(),
            "x0": np.asarray(x0).reshape(len(x0), -1)[:, :4].tolist(), "num_couples": len(x0)},
           open(f"{out}.{pid}", "w"))

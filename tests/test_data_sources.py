@@ -21,7 +21,8 @@ def test_tfds_batches_shapes_ranges_and_sharding(name, shape):
     mesh = make_mesh()
     with tfds.testing.mock_data(num_examples=40):
         data = build.build_data(C.Data(name=name, holdout=8), 16, 0, mesh)
-        x, y = next(data.batches)
+        batch = next(data.batches)
+        x, y = batch["x0"], batch.get("cond")
     assert x.shape == (16,) + shape and x.dtype == np.float32
     assert -1.0 <= float(x.min()) and float(x.max()) <= 1.0
     assert len(x.sharding.device_set) == jax.device_count()
@@ -38,19 +39,19 @@ def test_stream_is_a_function_of_seed_and_position():
     x = np.arange(50, dtype=np.float32).reshape(50, 1, 1, 1)
     fetch = lambda idx: (x[idx], None)
     a = IndexedBatches(fetch, 50, 8, seed=3)
-    seen = [next(a)[0].ravel() for _ in range(12)]  # 6 batches per epoch: two epochs
+    seen = [next(a)["x0"].ravel() for _ in range(12)]  # 6 batches per epoch: two epochs
     # each epoch is a permutation without repeats, and the epochs differ
     assert len(set(np.concatenate(seen[:6]).tolist())) == 48 and not np.array_equal(seen[0], seen[6])
     b = IndexedBatches(fetch, 50, 8, seed=3, position=7)  # resume mid-stream
-    np.testing.assert_array_equal(next(b)[0].ravel(), seen[7])
+    np.testing.assert_array_equal(next(b)["x0"].ravel(), seen[7])
     c = IndexedBatches(fetch, 50, 8, seed=4)
-    assert not np.array_equal(next(c)[0].ravel(), seen[0])
+    assert not np.array_equal(next(c)["x0"].ravel(), seen[0])
 
 
 def test_random_flip_mirrors_about_half_the_images():
     x = np.tile(np.arange(4, dtype=np.float32)[None, None, :, None], (64, 2, 1, 1))
     batches = IndexedBatches(lambda idx: (x[idx], None), 64, 64, seed=0, random_flip=True, prefetch=False)
-    out = next(batches)[0]
+    out = next(batches)["x0"]
     flipped = np.all(out[:, 0, :, 0] == np.arange(4)[::-1], axis=1)
     kept = np.all(out[:, 0, :, 0] == np.arange(4), axis=1)
     assert np.all(flipped | kept) and 16 < flipped.sum() < 48

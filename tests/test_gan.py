@@ -123,7 +123,7 @@ def test_regression_step_with_sgd_equals_the_potential_step_scaled_by_two_eta():
         gtx, ctx = optax.sgd(glr), optax.sgd(0.0)             # critic frozen: both see the same phi
         state = init_gan_state(gp, cp, gtx, ctx, seed=0)   # copies: the step donates its state
         step = make_gan_step(gd, gr, cd, cr, gtx, ctx, (2,), generator_form=form, eta=eta, ema_decay=0.0)
-        state, m = step(state, (real, None))
+        state, m = step(state, {"x0": real})
         params.append(jax.device_get(state.gen.params))
     for a, b in zip(jax.tree.leaves(params[0]), jax.tree.leaves(params[1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
@@ -139,7 +139,7 @@ def test_gan_step_on_eight_devices_equals_one_and_compiles_once():
         state, step, _ = build_gan(cfg, (2,), mesh)
         losses = []
         for x in reals:
-            state, m = step(state, (put_global(x, NamedSharding(mesh, P("data"))), None))
+            state, m = step(state, {"x0": put_global(x, NamedSharding(mesh, P("data")))})
             losses.append(float(m["loss"]))
         assert step._cache_size() == 1
         results.append((losses, jax.device_get(state.gen.ema)))

@@ -16,6 +16,16 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     assert namespace["x0"].shape == (1000, 2)
     assert int(namespace["state"].step) == 20
     assert namespace["x_gan"].shape == (1000, 2) and int(namespace["gan_state"].step) == 20
+    assert int(namespace["stats"]["nfe"]) == 201 and namespace["xg"].shape == (1000, 2)
+
+
+def test_readme_sampler_table_is_the_registry():
+    from genflow.samplers import registry
+
+    text = open(README).read()
+    table = re.search(r"<!-- sampler-table -->\n(.*?)\n<!-- /sampler-table -->", text, flags=re.S)
+    assert table is not None and table.group(1).strip() == registry.markdown_table().strip(), \
+        "README's sampler table is out of date: paste genflow.samplers.registry.markdown_table()"
 
 
 def test_readme_commands_match_ci():

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from genflow.data import GaussianMixture
-from genflow.models import MLP, Model
+from genflow.models import MLP, Model, ModelSpec
 from genflow.objectives import flow_matching
 from genflow.processes import RectifiedFlow
 from genflow.reflow import (chunk_noise, coupled, distillation, existing_chunks, generate_couplings, grid_time,
@@ -62,13 +62,15 @@ def test_coupled_and_distillation_objectives_are_the_hand_computed_regressions(x
     x1 = jnp.array([[0.3], [0.1], [-1.0]])
     key = jax.random.PRNGKey(3)
     # k = 1: t = 1, x_t = x1, loss = mean (v(x1, 1) - (x1 - x0))^2: regression of x0 on x1 through g = x1 - v
-    loss, _ = distillation(1)(model, x0, key, cond=x1)
+    loss, _ = distillation(1)(model, x0, key, x1=x1)
     np.testing.assert_allclose(loss, np.mean((2 * x1 + 1 - (x1 - x0)) ** 2), rtol=1e-12)
     g = one_step_sample(model, x1)
     np.testing.assert_allclose(g, x1 - (2 * x1 + 1), rtol=1e-12)
     np.testing.assert_allclose(loss, np.mean((g - x0) ** 2), rtol=1e-12)
     # the coupled objective is flow_matching with x1 given
-    np.testing.assert_allclose(coupled()(model, x0, key, cond=x1)[0], flow_matching(model, x0, key, x1=x1)[0])
+    np.testing.assert_allclose(coupled()(model, x0, key, x1=x1)[0], flow_matching(model, x0, key, x1=x1)[0])
+    with pytest.raises(ValueError, match="needs batches"):
+        coupled()(model, x0, key)
     # grid times: {1, 2/3, 1/3} for k = 3, each drawn
     t = np.asarray(grid_time(3)(key, 3000, RF))
     assert set(np.round(t, 12)) == {1.0, round(2 / 3, 12), round(1 / 3, 12)}
@@ -76,16 +78,16 @@ def test_coupled_and_distillation_objectives_are_the_hand_computed_regressions(x
 
 def _random_flow(seed=0, width=16):
     net = MLP((2,), width=width, depth=1, rngs=nnx.Rngs(seed))
-    graphdef, params, rest = split_net(net)
+    _, params, _ = split_net(net)
     rng = np.random.default_rng(seed)   # numpy: eager jax ops would each compile
     params = jax.tree.map(lambda p: jnp.asarray(0.3 * rng.standard_normal(p.shape), p.dtype), params)
-    return graphdef, params, rest
+    return ModelSpec.from_net(net, RF, "velocity"), params
 
 
 def test_couplings_resume_without_duplicates_or_losses(tmp_path):
-    graphdef, params, rest = _random_flow()
+    spec, params = _random_flow()
     mesh = make_mesh()   # 8 simulated devices: the chunk is split over them
-    couple = make_coupler(graphdef, rest, RF, "velocity", (2,), 16, sampler=pf_ode_sampler("euler", 3), mesh=mesh)
+    couple = make_coupler(spec, (2,), 16, sampler=pf_ode_sampler("euler", 3), mesh=mesh)
     kw = dict(num_couples=75, chunk_size=16, seed=5, meta={"solver": "euler", "source": "test"}, progress=False)
     full = str(tmp_path / "full")
     info = generate_couplings(couple, params, full, **kw)
@@ -98,7 +100,8 @@ def test_couplings_resume_without_duplicates_or_losses(tmp_path):
         load_couplings(part)
     generate_couplings(couple, params, part, **kw)
     assert sorted(os.listdir(part)) == sorted(os.listdir(full))
-    (a1, a0), (b1, b0) = load_couplings(full), load_couplings(part)
+    (a1, a0, la), (b1, b0, _) = load_couplings(full), load_couplings(part)
+    assert la is None                                                               # an unconditional flow
     np.testing.assert_array_equal(a1, b1)
     np.testing.assert_array_equal(a0, b0)
     assert a1.shape == (80, 2) and len(np.unique(a1[:, 0])) == 80                  # no couple twice
@@ -109,19 +112,17 @@ def test_couplings_resume_without_duplicates_or_losses(tmp_path):
 
 
 def test_train_on_couples_resumes_and_distilled_sampler_runs(tmp_path):
-    graphdef, params, rest = _random_flow()
+    spec, params = _random_flow()
     x1 = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32)
     x0 = 0.5 * x1 + 1.0
     tx = make_optimizer("adam", 1e-2)
     kw = dict(batch_size=16, seed=0, objective=distillation(1), log_every=1, ckpt_every=100, progress=False)
-    full, _ = train_on_couples(graphdef, rest, RF, "velocity", params, tx, x0, x1, workdir=str(tmp_path / "a"),
-                               steps=5, **kw)
-    train_on_couples(graphdef, rest, RF, "velocity", params, tx, x0, x1, workdir=str(tmp_path / "b"), steps=3, **kw)
-    resumed, _ = train_on_couples(graphdef, rest, RF, "velocity", params, tx, x0, x1, workdir=str(tmp_path / "b"),
-                                  steps=5, **kw)
+    full, _ = train_on_couples(spec, params, tx, x0, x1, workdir=str(tmp_path / "a"), steps=5, **kw)
+    train_on_couples(spec, params, tx, x0, x1, workdir=str(tmp_path / "b"), steps=3, **kw)
+    resumed, _ = train_on_couples(spec, params, tx, x0, x1, workdir=str(tmp_path / "b"), steps=5, **kw)
     for p, q in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_array_equal(np.asarray(p), np.asarray(q))
-    model = Model(nnx.merge(graphdef, full.ema, rest), RF, "velocity")
+    model = spec.model(full.ema)
     g = one_step_sample(model, jnp.asarray(x1[:10]))
     assert g.shape == (10, 2) and np.all(np.isfinite(np.asarray(g)))
 
@@ -145,9 +146,9 @@ def test_reflow_and_distill_commands_end_to_end(tmp_path, capsys):
     assert run_k(rf2) == 2 and len(existing_chunks(os.path.join(run, "couplings"))) == 3
     assert reflow_command(run, **kw) == 0                       # again: couplings and training resume (nothing left)
     assert distill_command(rf2, k=1, **kw) == 0                 # couplings of the 2-RF, one-step sampler
-    parts, state = load_run(rf2 + "-distill1")
-    assert parts.exp.sample.steps == 1 and int(state.step) == 3
-    x = make_generator(parts, parts.exp.sample, 8)(state.ema, jax.random.PRNGKey(0))
+    d = load_run(rf2 + "-distill1")
+    assert d.exp.sample.steps == 1 and d.step == 3
+    x = make_generator(d.eval_spec, d.shape, d.exp.sample, 8, d.mesh)(d.params, jax.random.PRNGKey(0))
     assert x.shape == (8, 2) and np.all(np.isfinite(np.asarray(x)))
     out = capsys.readouterr().out
     assert "2-RF" in out and "straightness" in out and "1 Euler step" in out

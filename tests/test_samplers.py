@@ -27,7 +27,7 @@ def test_euler_ode_converges_at_first_order(process, x64):
     errors = []
     for n in (200, 400):
         ts = grids.uniform(process, n, t_min=t_end)
-        errors.append(float(jnp.max(jnp.abs(euler_ode(model, x1, ts) - exact_transport(process, x1, t_end)))))
+        errors.append(float(jnp.max(jnp.abs(euler_ode(model, x1, ts)[0] - exact_transport(process, x1, t_end)))))
     order = np.log2(errors[0] / errors[1])
     assert 0.8 < order < 1.3, errors
     assert errors[1] < 0.05 * max(1.0, float(process.sigma(1.0)))  # 5% of the prior scale
@@ -39,7 +39,7 @@ def test_euler_maruyama_reaches_the_data_distribution(process, x64):
     n = 20_000
     x1 = process.prior(jax.random.PRNGKey(0), (n, 1), jnp.float64)
     ts = grids.uniform(process, 500)
-    x = euler_maruyama(model, x1, ts, jax.random.PRNGKey(1), denoise=False)
+    x, _ = euler_maruyama(model, x1, ts, key=jax.random.PRNGKey(1), denoise=False)
     t = ts[-1]
     mean, sd = float(process.alpha(t) * M), float(jnp.sqrt(process.alpha(t) ** 2 * S**2 + process.sigma(t) ** 2))
     # 5 standard errors plus 2% for the O(1/n) bias of Euler–Maruyama with 500 steps.
@@ -52,7 +52,7 @@ def test_samplers_compile_once_per_grid_length():
     model = DATA.exact_model(process, "eps")
     x1 = jnp.ones((4, 1))
     euler_ode(model, x1, grids.uniform(process, 5))
-    size = euler_ode._cache_size()
+    size = euler_ode.jitted._cache_size()
     euler_ode(model, x1, grids.uniform(process, 5, t_min=0.1))  # new values, same length
     euler_ode(DATA.exact_model(type(process)(beta_max=15.0), "eps"), x1, grids.uniform(process, 5))
-    assert euler_ode._cache_size() == size
+    assert euler_ode.jitted._cache_size() == size

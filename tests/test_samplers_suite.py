@@ -17,6 +17,7 @@ from genflow.models.model import Model
 from genflow.processes import DDPM, EDM, VE, VP, RectifiedFlow
 from genflow.samplers import (ancestral, ddim, dpm_solver_pp_2m, edm_euler, edm_heun, grids, ode_sample,
                               predictor_corrector, sde_sample)
+from genflow.samplers import euler_maruyama as euler_maruyama_
 from tests.helpers import ALL_PROCESSES, IDS
 
 N = 2000  # samples per energy-distance check
@@ -73,7 +74,7 @@ def test_deterministic_samplers_are_exact_for_a_point_mass(process, sampler, x64
     z = (x1 - process.alpha(1.0) * mean) / process.sigma(1.0)
     expected = process.alpha(ts[-1]) * mean + process.sigma(ts[-1]) * z
     scale = max(1.0, float(process.sigma(1.0)))
-    np.testing.assert_allclose(sampler(model, x1, ts), expected, atol=1e-11 * scale)
+    np.testing.assert_allclose(sampler(model, x1, ts)[0], expected, atol=1e-11 * scale)
 
 
 # -- DDPM: ancestral sampling ---------------------------------------------------------------------
@@ -108,16 +109,18 @@ def test_ancestral_follows_the_closed_form_recursion(variance, x64):
     coef, mean, var = ddpm_moments(process, variance)
     key = jax.random.PRNGKey(1)
     x1 = process.prior(jax.random.PRNGKey(0), (20_000, 1), jnp.float64)
-    out = ancestral(model, x1, key, variance=variance)
+    ts = process.timesteps()
+    out = ancestral(model, x1, ts, key=key, variance=variance)[0]
     # Deterministic: same noise, shifted start -> output moves by prod_k A_k exactly.
-    np.testing.assert_allclose(ancestral(model, x1 + 1.0, key, variance=variance) - out, coef, rtol=1e-9)
+    np.testing.assert_allclose(ancestral(model, x1 + 1.0, ts, key=key, variance=variance)[0] - out, coef, rtol=1e-9)
     # Statistical: 5 standard errors of the sample mean and variance (n = 20,000).
     n = x1.shape[0]
     assert abs(float(out.mean()) - mean) < 5 * math.sqrt(var / n)
     assert abs(float(out.var()) - var) < 5 * var * math.sqrt(2 / n)
 
     shifted = Model(lambda x, t, c: model.net(x, t - 1.0 / process.num_steps, c), process, "eps")
-    off_by_one = ancestral(shifted, x1 + 1.0, key, variance=variance) - ancestral(shifted, x1, key, variance=variance)
+    off_by_one = (ancestral(shifted, x1 + 1.0, ts, key=key, variance=variance)[0]
+                  - ancestral(shifted, x1, ts, key=key, variance=variance)[0])
     assert abs(float(off_by_one[0, 0]) - coef) > 1e-3 * abs(coef)   # the check above would catch it
 
 
@@ -128,17 +131,18 @@ def test_ddim_with_eta_one_is_ancestral_sampling(x64):
     model = eight_gaussians().exact_model(process, "eps")
     x1 = process.prior(jax.random.PRNGKey(0), (64, 2), jnp.float64)
     key = jax.random.PRNGKey(3)
-    ref = ancestral(model, x1, key, variance="posterior")
+    ref = ancestral(model, x1, process.timesteps(), key=key, variance="posterior")[0]
     # the full grid k = K..0 lands on Tweedie's mean by its last step; K..1 + denoise is the same.
-    np.testing.assert_allclose(ddim(model, x1, process.timesteps(), key, eta=1.0), ref, atol=1e-10)
-    np.testing.assert_allclose(ddim(model, x1, process.timesteps()[:-1], key, eta=1.0, denoise=True), ref,
+    np.testing.assert_allclose(ddim(model, x1, process.timesteps(), key=key, eta=1.0)[0], ref, atol=1e-10)
+    np.testing.assert_allclose(ddim(model, x1, process.timesteps()[:-1], key=key, eta=1.0, denoise=True)[0], ref,
                                atol=1e-10)
-    assert float(jnp.max(jnp.abs(ancestral(model, x1, key, variance="beta") - ref))) > 1e-3
+    assert float(jnp.max(jnp.abs(ancestral(model, x1, process.timesteps(), key=key, variance="beta")[0] - ref))) > 1e-3
 
 
 def test_ancestral_rejects_a_continuous_process():
     with pytest.raises(ValueError, match="DDPM's discrete chain"):
-        ancestral(eight_gaussians().exact_model(VP(), "eps"), jnp.zeros((2, 2)), jax.random.PRNGKey(0))
+        ancestral(eight_gaussians().exact_model(VP(), "eps"), jnp.zeros((2, 2)), grids.uniform(VP(), 4),
+                  key=jax.random.PRNGKey(0))
 
 
 def test_stochastic_samplers_need_a_key():
@@ -166,7 +170,7 @@ def test_order_of_convergence(name, sampler, grid, order, process, x64):
     errors = []
     for n in (16, 32, 64):
         ts = grid(process, n)
-        errors.append(float(jnp.max(jnp.abs(sampler(model, x1, ts) - gaussian_transport(process, x1, ts[-1])))))
+        errors.append(float(jnp.max(jnp.abs(sampler(model, x1, ts)[0] - gaussian_transport(process, x1, ts[-1])))))
     slopes = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert abs(slopes[-1] - order) < 0.25, (errors, slopes)
 
@@ -221,9 +225,10 @@ def test_reported_nfe_counts_network_evaluations(solver, adaptive, x64):
     process = VP()
     model = Model(_Counting(eight_gaussians().exact_model(process, "eps").net), process, "eps")
     x1 = process.prior(jax.random.PRNGKey(0), (8, 2), jnp.float64)
-    kw = dict(rtol=1e-4, atol=1e-4) if adaptive else dict(n_steps=7, denoise=True)
+    kw = dict(rtol=1e-4, atol=1e-4) if adaptive else dict(denoise=True)
+    ts = None if adaptive else grids.uniform(process, 7)
     _Counting.calls = 0
-    x0, stats = ode_sample(model, x1, solver=solver, **kw)
+    x0, stats = ode_sample(model, x1, ts, solver=solver, **kw)
     jax.block_until_ready(x0)
     assert int(stats["nfe"]) == _Counting.calls > 0
 
@@ -270,22 +275,24 @@ def energy_tolerance():
 
 KEY = jax.random.PRNGKey(7)
 CASES = {
-    "ddim_eta0": (VP(), "eps", lambda m, x1: ddim(m, x1, grids.karras(m.process, 50), denoise=True)),
-    "ddim_eta1": (VP(), "eps", lambda m, x1: ddim(m, x1, grids.uniform(m.process, 200), KEY, eta=1.0, denoise=True)),
-    "ancestral_posterior": (DDPM(), "eps", lambda m, x1: ancestral(m, x1, KEY)),
-    "ancestral_beta": (DDPM(), "eps", lambda m, x1: ancestral(m, x1, KEY, variance="beta")),
+    "ddim_eta0": (VP(), "eps", lambda m, x1: ddim(m, x1, grids.karras(m.process, 50), denoise=True)[0]),
+    "ddim_eta1": (VP(), "eps", lambda m, x1: ddim(m, x1, grids.uniform(m.process, 200), key=KEY, eta=1.0, denoise=True)[0]),
+    "ancestral_posterior": (DDPM(), "eps", lambda m, x1: ancestral(m, x1, m.process.timesteps(), key=KEY)[0]),
+    "ancestral_beta": (DDPM(), "eps", lambda m, x1: ancestral(m, x1, m.process.timesteps(), key=KEY,
+                                                             variance="beta")[0]),
     "pc_reverse_diffusion_ve": (VE(), "eps", lambda m, x1: predictor_corrector(
-        m, x1, grids.uniform(m.process, 200), KEY, snr=0.16, denoise=True)),
+        m, x1, grids.uniform(m.process, 200), key=KEY, snr=0.16, denoise=True)[0]),
     "pc_euler_maruyama_vp": (VP(), "eps", lambda m, x1: predictor_corrector(
-        m, x1, grids.uniform(m.process, 200), KEY, predictor="euler_maruyama", snr=0.16, denoise=True)),
+        m, x1, grids.uniform(m.process, 200), key=KEY, predictor="euler_maruyama", snr=0.16, denoise=True)[0]),
     "ode_tsit5": (VP(), "eps", lambda m, x1: ode_sample(m, x1, denoise=True)[0]),
-    "ode_heun_rf": (RectifiedFlow(), "velocity", lambda m, x1: ode_sample(m, x1, solver="heun", n_steps=30)[0]),
-    "sde_euler": (VP(), "eps", lambda m, x1: sde_sample(m, x1, KEY, n_steps=200, denoise=True)[0]),
-    "edm_heun_edm": (EDM(), "x0", lambda m, x1: edm_heun(m, x1, grids.karras(m.process, 18), denoise=True)),
-    "edm_heun_churn_vp": (VP(), "eps", lambda m, x1: edm_heun(m, x1, grids.karras(m.process, 40), KEY,
-                                                              s_churn=20.0, s_max=10.0, denoise=True)),
+    "ode_heun_rf": (RectifiedFlow(), "velocity", lambda m, x1: ode_sample(m, x1, grids.uniform(m.process, 30), solver="heun")[0]),
+    "sde_euler": (VP(), "eps", lambda m, x1: sde_sample(m, x1, grids.uniform(m.process, 200), key=KEY,
+                                                               denoise=True)[0]),
+    "edm_heun_edm": (EDM(), "x0", lambda m, x1: edm_heun(m, x1, grids.karras(m.process, 18), denoise=True)[0]),
+    "edm_heun_churn_vp": (VP(), "eps", lambda m, x1: edm_heun(m, x1, grids.karras(m.process, 40), key=KEY,
+                                                              s_churn=20.0, s_max=10.0, denoise=True)[0]),
     "dpm_solver_pp_2m": (VP(), "eps", lambda m, x1: dpm_solver_pp_2m(m, x1, grids.log_snr(m.process, 20),
-                                                                     denoise=True)),
+                                                                     denoise=True)[0]),
 }
 
 
@@ -304,7 +311,7 @@ def test_energy_tolerance_rejects_a_wrong_sampler(energy_tolerance, x64):
     # What the tolerance can see: DDIM with 2 steps (a real failure mode: far too few steps).
     data, process = eight_gaussians(), VP()
     x1 = process.prior(jax.random.PRNGKey(0), (N, 2), jnp.float64)
-    x0 = ddim(data.exact_model(process, "eps"), x1, grids.karras(process, 2), denoise=True)
+    x0, _ = ddim(data.exact_model(process, "eps"), x1, grids.karras(process, 2), denoise=True)
     assert float(energy_distance(x0, data.sample(jax.random.PRNGKey(1), N))) > energy_tolerance
 
 
@@ -314,8 +321,8 @@ def test_reverse_sde_and_pf_ode_share_marginals(energy_tolerance, x64):
     data, process = eight_gaussians(), VP()
     model = data.exact_model(process, "eps")
     # (the same configurations as the cases above, so nothing new is compiled)
-    x_sde, _ = sde_sample(model, process.prior(jax.random.PRNGKey(10), (N, 2), jnp.float64), KEY, n_steps=200,
-                          denoise=True)
+    x_sde, _ = sde_sample(model, process.prior(jax.random.PRNGKey(10), (N, 2), jnp.float64),
+                          grids.uniform(process, 200), key=KEY, denoise=True)
     x_ode, _ = ode_sample(model, process.prior(jax.random.PRNGKey(11), (N, 2), jnp.float64), denoise=True)
     assert float(energy_distance(x_sde, x_ode)) < energy_tolerance
 
@@ -333,14 +340,14 @@ def test_jit_tells_processes_apart():
 # -- compile once ----------------------------------------------------------------------------------
 
 COMPILE_CASES = {
-    "ddim": (ddim, lambda m, x1, ts: ddim(m, x1, ts, KEY, eta=0.5)),
-    "predictor_corrector": (predictor_corrector, lambda m, x1, ts: predictor_corrector(m, x1, ts, KEY)),
-    "edm_heun": (edm_heun, lambda m, x1, ts: edm_heun(m, x1, ts, KEY, s_churn=1.0)),
+    "ddim": (ddim, lambda m, x1, ts: ddim(m, x1, ts, key=KEY, eta=0.5)),
+    "predictor_corrector": (predictor_corrector, lambda m, x1, ts: predictor_corrector(m, x1, ts, key=KEY)),
+    "edm_heun": (edm_heun, lambda m, x1, ts: edm_heun(m, x1, ts, key=KEY, s_churn=1.0)),
     "dpm_solver_pp_2m": (dpm_solver_pp_2m, lambda m, x1, ts: dpm_solver_pp_2m(m, x1, ts)),
-    "ode_sample": (ode_sample, lambda m, x1, ts: ode_sample(m, x1, ts=ts, solver="heun")),
+    "ode_sample": (ode_sample, lambda m, x1, ts: ode_sample(m, x1, ts, solver="heun")),
     # adaptive: a new end time and new tolerances are values too
     "ode_sample_adaptive": (ode_sample, lambda m, x1, ts: ode_sample(m, x1, t1=ts[-1], rtol=1e-3 * float(ts[-2]))),
-    "sde_sample": (sde_sample, lambda m, x1, ts: sde_sample(m, x1, KEY, n_steps=5, t1=ts[-1])),
+    "sde_sample": (sde_sample, lambda m, x1, ts: sde_sample(m, x1, ts, key=KEY)),
 }
 
 
@@ -350,15 +357,86 @@ def test_samplers_compile_once_per_configuration(name):
     data = eight_gaussians()
     x1 = jnp.ones((4, 2))
     call(data.exact_model(VP(), "eps"), x1, grids.karras(VP(), 5))
-    size = fn._cache_size()
+    size = fn.jitted._cache_size()
     call(data.exact_model(VP(), "eps"), x1, grids.uniform(VP(), 5, t_min=0.05))     # new grid values
     call(data.exact_model(VP(beta_max=15.0), "eps"), x1, grids.log_snr(VP(), 5))     # new process params
-    assert fn._cache_size() == size
+    assert fn.jitted._cache_size() == size
 
 
 def test_ancestral_compiles_once_per_configuration():
     data, x1 = eight_gaussians(), jnp.ones((4, 2))
-    ancestral(data.exact_model(DDPM(num_steps=10), "eps"), x1, KEY)
-    size = ancestral._cache_size()
-    ancestral(data.exact_model(DDPM(num_steps=10, beta_end=0.03), "eps"), x1, jax.random.PRNGKey(5))
-    assert ancestral._cache_size() == size
+    ts = DDPM(num_steps=10).timesteps()
+    ancestral(data.exact_model(DDPM(num_steps=10), "eps"), x1, ts, key=KEY)
+    size = ancestral.jitted._cache_size()
+    ancestral(data.exact_model(DDPM(num_steps=10, beta_end=0.03), "eps"), x1, ts, key=jax.random.PRNGKey(5))
+    ancestral(data.exact_model(DDPM(num_steps=10), "eps"), x1, ts[::3], key=KEY)   # a subsequence, same length
+    assert ancestral.jitted._cache_size() == size + 1
+
+
+def test_ancestral_on_a_subsequence_of_steps_is_the_respaced_chain(x64):
+    """On the steps k = K, K - s, ..., the chain respaced to those steps (Nichol & Dhariwal 2021):
+    for data at a point every step is exact (x0_hat = m), and with the posterior variance each step
+    samples q(x_j | x_k, x0 = m), so the output mean is m and its variance 0 on the last step to 0."""
+    mean = jnp.array([1.5, -0.5])
+    process = DDPM(num_steps=100)
+    model = GaussianMixture.gaussian(mean, jnp.zeros(2)).exact_model(process, "eps")
+    x1 = process.prior(jax.random.PRNGKey(0), (16, 2), jnp.float64)
+    ts = process.timesteps()[::10]                  # k = 100, 90, ..., 0
+    x, stats = ancestral(model, x1, ts, key=KEY)
+    np.testing.assert_allclose(x, jnp.broadcast_to(mean, x.shape), atol=1e-9)
+    assert int(stats["nfe"]) == 10
+    with pytest.raises(ValueError, match="one of DDPM's steps"):
+        ancestral(model, x1, jnp.linspace(1.0, 0.0, 7), key=KEY)
+
+
+# -- the one signature, and the registry -------------------------------------------------------------
+
+def test_every_registered_sampler_counts_its_network_calls(x64):
+    """stats["nfe"] is the number of network evaluations actually made (a host-side counter)."""
+    from genflow.samplers import SAMPLERS
+
+    for name, info in SAMPLERS.items():
+        process = DDPM(num_steps=8) if info.ddpm_only else VP()
+        model = Model(_Counting(eight_gaussians().exact_model(process, "eps").net), process, "eps")
+        x1 = process.prior(jax.random.PRNGKey(0), (4, 2), jnp.float64)
+        ts = process.timesteps() if info.ddpm_only else grids.karras(process, 5)
+        _Counting.calls = 0
+        x, stats = info.fn(model, x1, ts, key=KEY, denoise=True)
+        jax.block_until_ready(x)
+        assert int(stats["nfe"]) == _Counting.calls > 0, name
+
+
+def test_edm_heun_skips_and_does_not_count_the_correction_on_a_step_to_sigma_zero(x64):
+    process = RectifiedFlow()
+    model = Model(_Counting(eight_gaussians().exact_model(process, "velocity").net), process, "velocity")
+    x1 = process.prior(jax.random.PRNGKey(0), (4, 2), jnp.float64)
+    _Counting.calls = 0
+    x, stats = edm_heun(model, x1, grids.uniform(process, 5))      # ends at t = 0 (sigma = 0); starts at alpha = 0
+    jax.block_until_ready(x)
+    assert int(stats["nfe"]) == _Counting.calls == 2 * 5 - 2
+
+
+@pytest.mark.parametrize("ts, message", [
+    (jnp.linspace(0.0, 1.0, 5), "must decrease strictly"),
+    (jnp.array([1.0]), "at least 2 points"),
+    (jnp.linspace(1.0, 0.5, 5).reshape(5, 1), "1-D time grid"),
+    (jnp.linspace(2.0, 0.1, 5), "outside the process's time range"),
+    (jnp.array([1.0, jnp.nan]), "non-finite"),
+])
+def test_a_bad_grid_is_one_sentence(ts, message):
+    model = eight_gaussians().exact_model(VP(), "eps")
+    x1 = jnp.zeros((2, 2))
+    for sampler in (ddim, euler_maruyama_, dpm_solver_pp_2m):
+        with pytest.raises(ValueError, match=message):
+            sampler(model, x1, ts, key=KEY)
+
+
+def test_bad_prior_draws_are_one_sentence():
+    model = eight_gaussians().exact_model(VP(), "eps")
+    ts = grids.uniform(VP(), 4)
+    with pytest.raises(TypeError, match="floating-point"):
+        ddim(model, jnp.zeros((2, 2), jnp.int32), ts)
+    with pytest.raises(ValueError, match="one label per example"):
+        ddim(model, jnp.zeros((2, 2)), ts, cond=jnp.zeros((3,), jnp.int32))
+    with pytest.raises(TypeError, match="genflow Model"):
+        ddim(lambda x: x, jnp.zeros((2, 2)), ts)

@@ -11,16 +11,19 @@ from genflow.data import put_global
 from genflow.models import MLP
 from genflow.objectives import denoising_score_matching
 from genflow.processes import VP
+from genflow.models import ModelSpec
 from genflow.training import init_state, make_mesh, make_optimizer, make_train_step, split_net
 
 
 def _setup(mesh, objective=denoising_score_matching, ema_decay=0.9):
-    graphdef, params, rest = split_net(MLP((2,), width=32, depth=2, rngs=nnx.Rngs(0)))
+    net = MLP((2,), width=32, depth=2, rngs=nnx.Rngs(0))
+    spec = ModelSpec.from_net(net, VP(), "eps")
+    _, params, _ = split_net(net)
     tx = make_optimizer("adam", 1e-2, grad_clip=1.0)
     state = init_state(params, tx, seed=0)
     if mesh is not None:
         state = jax.device_put(state, NamedSharding(mesh, P()))
-    step = make_train_step(graphdef, rest, VP(), "eps", objective, tx, ema_decay=ema_decay, mesh=mesh)
+    step = make_train_step(spec, objective, tx, ema_decay=ema_decay, mesh=mesh)
     return state, step
 
 
@@ -36,7 +39,7 @@ def test_eight_devices_equal_one():
         state, step = _setup(mesh)
         losses = []
         for x in _batches():
-            state, m = step(state, (put_global(x, NamedSharding(mesh, P("data"))), None))
+            state, m = step(state, {"x0": put_global(x, NamedSharding(mesh, P("data")))})
             losses.append(float(m["loss"]))
         results.append((losses, jax.device_get(state.params)))
         if len(devices) == 8:
@@ -50,11 +53,11 @@ def test_eight_devices_equal_one():
 def test_ema_is_a_separate_average_and_compiles_once():
     state, step = _setup(None, ema_decay=0.9)
     ema0 = jax.device_get(state.ema)
-    state, _ = step(state, (_batches(1)[0], None))
+    state, _ = step(state, {"x0": _batches(1)[0]})
     expected = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * p, ema0, jax.device_get(state.params))
     for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(jax.device_get(state.ema))):
         np.testing.assert_allclose(a, b, rtol=1e-6)
-    state, _ = step(state, (_batches(2)[1], None))
+    state, _ = step(state, {"x0": _batches(2)[1]})
     assert step._cache_size() == 1
     assert int(state.step) == 2
 
@@ -66,7 +69,7 @@ def test_non_finite_loss_skips_the_update():
 
     state, step = _setup(None, objective=poisoned)
     before = jax.device_get(state.params)
-    state, m = step(state, (_batches(1)[0], None))
+    state, m = step(state, {"x0": _batches(1)[0]})
     assert int(m["skipped"]) == 1 and int(state.step) == 1
     for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.params))):
         np.testing.assert_array_equal(a, b)

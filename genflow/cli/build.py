@@ -15,18 +15,16 @@ from genflow import config as C
 from genflow.config import ConfigError
 from genflow.data import (ArrayBatches, GaussianMixture, IndexedBatches, SampledBatches, TOY_SETS, data_sharding,
                           load_digits)
-from genflow.models import MLP, PREDICTIONS
+from genflow.models import MLP, PREDICTIONS, Parameterization, edm
 from genflow.objectives import denoising_score_matching, flow_matching, lognormal_sigma, uniform_time, weighting
 from genflow.processes import DDPM, EDM, VE, VP, RectifiedFlow, SubVP
-from genflow.samplers import (ancestral, ddim, dpm_solver_pp_2m, edm_heun, euler_maruyama, euler_ode, grids, ode_sample,
-                              predictor_corrector)
+from genflow.samplers import grids, registry
+from genflow.samplers.registry import SamplerInfo
 
 PROCESSES = {"vp": VP, "subvp": SubVP, "ve": VE, "edm": EDM, "rectified_flow": RectifiedFlow, "ddpm": DDPM}
 OBJECTIVES = ("dsm", "flow_matching")
 WEIGHTINGS = ("eps", "likelihood", "sigma2", "uniform", "velocity", "edm")
 TIME_SAMPLING = ("uniform", "lognormal")
-SAMPLERS = ("euler_ode", "euler_maruyama", "ddim", "ancestral", "pc", "heun", "edm_heun", "dpm_solver_pp_2m",
-            "tsit5", "dopri5")
 GRIDS = ("uniform", "karras", "log_snr")
 TFDS_SETS = ("mnist", "fashion_mnist", "cifar10", "celeb_a")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -37,8 +35,9 @@ def _choice(key: str, value: str, options) -> None:
         raise ConfigError(f"{key} {value!r} is not one of {', '.join(sorted(options))}.")
 
 
-def validate(exp: C.Experiment) -> None:
-    """Reject bad names and values before anything is compiled or written."""
+def validate(exp: C.Experiment, guide: str | None = None) -> None:
+    """Reject bad names and values before anything is compiled or written (``guide``: the run
+    directory of an autoguidance model, which lets an unconditional run be guided)."""
     _choice("process.name", exp.process.name, PROCESSES)
     _choice("data.name", exp.data.name, ("digits", "gmm", "folder", *TOY_SETS, *TFDS_SETS))
     _choice("net.name", exp.net.name, ("mlp", "unet"))
@@ -48,7 +47,7 @@ def validate(exp: C.Experiment) -> None:
     _choice("time_sampling", exp.time_sampling, TIME_SAMPLING)
     _choice("optim.name", exp.optim.name, ("adam", "adamw", "lion", "tiger"))
     _choice("train.dtype", exp.train.dtype, DTYPES)
-    _choice("sample.sampler", exp.sample.sampler, SAMPLERS)
+    _choice("sample.sampler", exp.sample.sampler, registry.names())
     _choice("sample.grid", exp.sample.grid, GRIDS)
     for key, value in [("train.batch_size", exp.train.batch_size), ("train.steps", exp.train.steps),
                        ("train.log_every", exp.train.log_every), ("train.ckpt_every", exp.train.ckpt_every),
@@ -63,7 +62,28 @@ def validate(exp: C.Experiment) -> None:
     if exp.train.batch_size % n_dev:
         raise ConfigError(f"train.batch_size {exp.train.batch_size} does not split over {n_dev} devices; "
                           f"use a multiple of {n_dev}.")
-    build_process(exp.process)
+    process = build_process(exp.process)
+    sampler_info(exp.sample, process)
+    if exp.sigma_data <= 0:
+        raise ConfigError(f"sigma_data must be positive, got {exp.sigma_data}.")
+    if not 0.0 <= exp.train.p_uncond <= 1.0:
+        raise ConfigError(f"train.p_uncond must be in [0, 1], got {exp.train.p_uncond}.")
+    if exp.net.num_classes is not None and exp.net.num_classes < 1:
+        raise ConfigError(f"net.num_classes must be a positive number of classes or None, got {exp.net.num_classes}.")
+    check_guidance(exp, guide)
+    if exp.sample.guidance_interval and (len(exp.sample.guidance_interval) != 2
+                                         or not exp.sample.guidance_interval[0] < exp.sample.guidance_interval[1]):
+        raise ConfigError(f"sample.guidance_interval takes two noise levels lo,hi with lo < hi, got "
+                          f"{exp.sample.guidance_interval}.")
+
+
+def check_guidance(exp: C.Experiment, guide: str | None = None) -> None:
+    """Classifier-free guidance needs a class-conditional run; autoguidance (a ``guide`` run) does not."""
+    if guide is None and exp.sample.guidance and exp.net.num_classes is None:
+        raise ConfigError(f"sample.guidance={exp.sample.guidance:g} is classifier-free guidance, which needs a "
+                          "class-conditional run (net.num_classes); set it to 0, or give a --guide RUN for autoguidance.")
+    if guide is not None and not exp.sample.guidance:
+        raise ConfigError("--guide needs a guidance scale: pass --guidance W (w > 0 pushes away from the guide).")
 
 
 def build_process(cfg: C.Process):
@@ -93,6 +113,31 @@ class DataBundle:
     reference: np.ndarray           # real data the metrics compare against (training set or fresh draws)
     num_classes: int | None
     exact: GaussianMixture | None   # the exact mixture, where the data is one
+    heldout_labels: np.ndarray | None = None  # labels of the held-out examples, where the data has labels
+
+
+def data_shape(cfg: C.Data) -> tuple[int, ...]:
+    """One example's shape, from the config alone (no data set is opened)."""
+    if cfg.name == "digits":
+        return (8, 8, 1)
+    if cfg.name in TFDS_SETS:
+        from genflow.data import tfds_source
+
+        return tuple(tfds_source.SPECS[cfg.name].shape)
+    if cfg.name == "folder":
+        return (cfg.image_size, cfg.image_size, cfg.channels)
+    return (2,)
+
+
+def data_num_classes(cfg: C.Data) -> int | None:
+    """How many class labels the data set has (None: no labels), where the config alone tells."""
+    if cfg.name == "digits":
+        return 10
+    if cfg.name in TFDS_SETS:
+        from genflow.data import tfds_source
+
+        return tfds_source.SPECS[cfg.name].num_classes
+    return None
 
 
 def build_data(cfg: C.Data, batch_size: int, seed: int, mesh, position: int = 0) -> DataBundle:
@@ -100,13 +145,13 @@ def build_data(cfg: C.Data, batch_size: int, seed: int, mesh, position: int = 0)
     if cfg.name in TFDS_SETS or cfg.name == "folder":
         return _build_image_data(cfg, batch_size, seed, sharding, position)
     if cfg.name == "digits":
-        x, y, hx, _ = load_digits(holdout=cfg.holdout)
+        x, y, hx, hy = load_digits(holdout=cfg.holdout)
         try:
             batches = ArrayBatches(x, batch_size, seed=seed, labels=y, random_flip=cfg.random_flip,
                                    sharding=sharding, position=position)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        return DataBundle(batches, x.shape[1:], hx, x, 10, None)
+        return DataBundle(batches, x.shape[1:], hx, x, 10, None, hy)
     mixture = GaussianMixture.eight_gaussians() if cfg.name in ("gmm", "8gaussians") else None
     fn = mixture.sample if mixture is not None else TOY_SETS[cfg.name]
     n = max(cfg.holdout, 2000)
@@ -141,13 +186,14 @@ def _build_image_data(cfg: C.Data, batch_size: int, seed: int, sharding, positio
                                  sharding=sharding, position=position)
     except ValueError as e:  # includes DatasetNotPrepared and empty or missing folders
         raise ConfigError(str(e)) from None
-    heldout = held_fetch(np.arange(held_size))[0] if held_size else np.zeros((0,) + shape, np.float32)
-    return DataBundle(batches, shape, heldout, heldout, num_classes, None)
+    heldout, heldout_labels = held_fetch(np.arange(held_size)) if held_size else (np.zeros((0,) + shape, np.float32), None)
+    return DataBundle(batches, shape, heldout, heldout, num_classes, None, heldout_labels)
 
 
-def build_net(cfg: C.Net, shape: tuple[int, ...], dtype: str, seed: int, num_classes: int | None = None):
+def build_net(cfg: C.Net, shape: tuple[int, ...], dtype: str, seed: int):
+    """The network of a config; class-conditional (with a null label) when net.num_classes is set."""
     rngs = nnx.Rngs(params=seed, dropout=seed + 1)
-    labels = cfg.num_classes if cfg.num_classes is not None else None
+    labels = cfg.num_classes
     if cfg.name == "mlp":
         return MLP(shape, width=cfg.width, depth=cfg.depth, emb_dim=cfg.emb_dim, num_classes=labels,
                    dtype=DTYPES[dtype], rngs=rngs)
@@ -163,47 +209,59 @@ def build_net(cfg: C.Net, shape: tuple[int, ...], dtype: str, seed: int, num_cla
                                 rngs=nnx.Rngs(params=seed, dropout=seed + 1)))()
 
 
+def build_optimizer(o: C.Optim, lr: float | None = None):
+    """The optax optimizer of a config (``lr`` overrides optim.lr)."""
+    from genflow.training import make_optimizer
+
+    return make_optimizer(o.name, o.lr if lr is None else lr, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
+                          warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
+
+
+def build_parameterization(exp: C.Experiment) -> Parameterization:
+    """What the network predicts: a plain prediction, or EDM's preconditioning with exp.sigma_data."""
+    return edm(exp.sigma_data) if exp.predicts == "edm" else Parameterization(exp.predicts)
+
+
 def build_objective(exp: C.Experiment, process) -> Callable:
-    times = uniform_time if exp.time_sampling == "uniform" else lognormal_sigma()
+    times = uniform_time if exp.time_sampling == "uniform" else lognormal_sigma(exp.p_mean, exp.p_std)
     if exp.objective == "flow_matching":
         return partial(flow_matching, time_sampler=times)
-    w = weighting.edm(process.sigma_data if isinstance(process, EDM) else 0.5) if exp.weighting == "edm" \
-        else weighting.WEIGHTINGS[exp.weighting]
+    w = weighting.edm(exp.sigma_data) if exp.weighting == "edm" else weighting.WEIGHTINGS[exp.weighting]
     return partial(denoising_score_matching, weighting=w, time_sampler=times)
 
 
 def build_grid(cfg: C.Sample, process):
-    """The sampler's time grid (n+1,), decreasing from t_max to t_min."""
+    """The sampler's time grid (n+1,), decreasing from t_max to t_min. DDPM's ancestral sampler
+    steps on the chain's own steps: ``steps`` of them, evenly spaced among its K (respaced)."""
+    if cfg.sampler == "ancestral" and isinstance(process, DDPM):
+        big_k = process.num_steps
+        n = min(cfg.steps, big_k - 1)
+        ks = np.unique(np.round(np.linspace(big_k, 1, n + 1)).astype(int))[::-1]
+        return jnp.asarray(ks / big_k, jnp.float32)
     return {"uniform": grids.uniform, "karras": grids.karras, "log_snr": grids.log_snr}[cfg.grid](process, cfg.steps)
 
 
+def sampler_info(cfg: C.Sample, process) -> SamplerInfo:
+    """The registered sampler a config names, checked against the process."""
+    try:
+        info = registry.get(cfg.sampler)
+    except ValueError as e:
+        raise ConfigError(f"sample.sampler: {e}") from None
+    if info.ddpm_only and not isinstance(process, DDPM):
+        raise ConfigError(f"sample.sampler={cfg.sampler} needs process.name=ddpm; use ddim with eta=1 for other "
+                          "processes.")
+    return info
+
+
 def build_sampler(cfg: C.Sample, process) -> Callable:
-    """(model, x1, key) -> (x0, nfe) for the configured sampler and grid; nfe counts network calls."""
+    """``sample(model, x1, key, cond) -> (x0, nfe)`` for the configured sampler, grid and options;
+    nfe is the sampler's own count of the model evaluations it made (``stats["nfe"]``)."""
+    info = sampler_info(cfg, process)
     ts = build_grid(cfg, process)
-    n, d = cfg.steps, int(cfg.denoise)
-    fixed = {
-        "euler_ode": (lambda m, x1, k: euler_ode(m, x1, ts, denoise=cfg.denoise), n + d),
-        "euler_maruyama": (lambda m, x1, k: euler_maruyama(m, x1, ts, k, denoise=cfg.denoise), n + d),
-        "ddim": (lambda m, x1, k: ddim(m, x1, ts, k, eta=cfg.eta, denoise=cfg.denoise), n + d),
-        "pc": (lambda m, x1, k: predictor_corrector(m, x1, ts, k, denoise=cfg.denoise), 2 * n + d),
-        # Heun's correction runs on every step that does not end at sigma = 0
-        "edm_heun": (lambda m, x1, k: edm_heun(m, x1, ts, k, s_churn=cfg.churn, denoise=cfg.denoise),
-                     n + int(np.sum(np.asarray(process.sigma(ts[1:])) > 0)) + d),
-        "dpm_solver_pp_2m": (lambda m, x1, k: dpm_solver_pp_2m(m, x1, ts, denoise=cfg.denoise), n + d),
-    }
-    if cfg.sampler in fixed:
-        fn, nfe = fixed[cfg.sampler]
-        return lambda m, x1, k: (fn(m, x1, k), jnp.asarray(nfe))
-    if cfg.sampler == "ancestral":
-        if not isinstance(process, DDPM):
-            raise ConfigError("sample.sampler=ancestral needs process.name=ddpm; use ddim with eta=1 for other processes.")
-        return lambda m, x1, k: (ancestral(m, x1, k, denoise=cfg.denoise), jnp.asarray(process.num_steps - 1 + d))
-    if cfg.sampler == "heun":
-        return lambda m, x1, k: _with_nfe(ode_sample(m, x1, solver="heun", ts=ts, denoise=cfg.denoise))
-    return lambda m, x1, k: _with_nfe(ode_sample(m, x1, solver=cfg.sampler, rtol=cfg.rtol, atol=cfg.atol,
-                                                 denoise=cfg.denoise))
+    options = info.options(cfg)
 
+    def sample(model, x1, key, cond=None):
+        x, stats = info.fn(model, x1, ts, key=key, cond=cond, denoise=cfg.denoise, **options)
+        return x, stats["nfe"]
 
-def _with_nfe(result):
-    x, stats = result
-    return x, stats["nfe"]
+    return sample

@@ -17,7 +17,6 @@ from genflow.config import ConfigError
 from genflow.objectives import lognormal_sigma, uniform_time
 from genflow.objectives import weighting as weightings
 from genflow.objectives.implicit import PROBES, TRACES
-from genflow.training import make_optimizer
 
 
 def load_comparison(path: str) -> tuple[C.Experiment, C.Comparison]:
@@ -76,17 +75,17 @@ def compare_command(experiment_path: str, out_dir: str | None = None, steps: int
         process = build.build_process(exp.process)
         data = build.build_data(exp.data, exp.train.batch_size, seed, mesh=None)
         batch_fn, heldout, mixture = (lambda i: data.batches.host_batch(i)[0]), data.heldout, data.exact
+        if exp.net.num_classes is not None:
+            raise ConfigError("compare-objectives compares unconditional score models; set net.num_classes=None.")
         _validate(exp, cmp, mixture)
-        w = weightings.edm(getattr(process, "sigma_data", 0.5)) if exp.weighting == "edm" \
-            else weightings.WEIGHTINGS[exp.weighting]
-        times = uniform_time if exp.time_sampling == "uniform" else lognormal_sigma()
+        w = weightings.edm(exp.sigma_data) if exp.weighting == "edm" else weightings.WEIGHTINGS[exp.weighting]
+        times = uniform_time if exp.time_sampling == "uniform" else lognormal_sigma(exp.p_mean, exp.p_std)
         true_score = (lambda x, t: mixture.score(x, process, t)) if mixture is not None else None
         objectives = {name: make_objective(name, weighting=w, time_sampler=times, true_score=true_score,
                                            ism_trace=cmp.ism_trace, probe=cmp.probe, n_probes=cmp.n_probes)
                       for name in cmp.objectives}
         o = exp.optim
-        tx = make_optimizer(o.name, o.lr, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
-                            warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
+        tx = build.build_optimizer(o)
         net = build.build_net(exp.net, tuple(data.shape), exp.train.dtype, seed)
         with_nfe = build.build_sampler(exp.sample, process)
         sampler = lambda model, x1, key: with_nfe(model, x1, key)[0]  # noqa: E731
@@ -99,9 +98,9 @@ def compare_command(experiment_path: str, out_dir: str | None = None, steps: int
     if mixture is not None:
         fisher_data = np.asarray(jax.jit(mixture.sample, static_argnums=1)(jax.random.PRNGKey(20_000 + seed),
                                                                             cmp.fisher_samples))
-        reference_net = mixture.exact_model(process, exp.predicts).net
+        reference_net = mixture.exact_model(process, build.build_parameterization(exp)).net
     results = compare_objectives(
-        objectives, net=net, process=process, predicts=exp.predicts, batch_fn=batch_fn, heldout=heldout,
+        objectives, net=net, process=process, predicts=build.build_parameterization(exp), batch_fn=batch_fn, heldout=heldout,
         tx=tx, steps=exp.train.steps, weighting=w, out_dir=out_dir, seed=seed, ema_decay=o.ema_decay,
         true_score=true_score, fisher_data=fisher_data, reference_net=reference_net, sampler=sampler,
         num_samples=cmp.num_samples, nll_samples=cmp.nll_samples, grad_batches=cmp.grad_batches,

@@ -90,20 +90,22 @@ def fid_command(run_dir: str, ref_stats: str, num: int = 50_000, batch_size: int
         raise ConfigError(f"--batch-size must be positive, got {batch_size}.")
     mu_ref, sigma_ref = load_stats(ref_stats)       # fail before anything is built or compiled
     extractor = InceptionFeatures(load_fid_inception(weights))
-    parts, state = load_run(run_dir)
-    shape = tuple(parts.data.shape)
+    run = load_run(run_dir)
+    shape = run.shape
     if len(shape) != 3 or shape[-1] not in (1, 3):
         raise ConfigError(f"{run_dir} generates data of shape {shape}, not images (H, W, 1 or 3); FID needs images.")
     if mu_ref.shape != (2048,):
         raise ConfigError(f"{ref_stats} holds statistics of {mu_ref.shape[0]}-d features, not Inception pool3's 2048; "
                           "write it with `genflow fid-stats`.")
     chunk = min(batch_size, num)
-    generate = make_generator(parts, parts.exp.sample, chunk)
+    generate = make_generator(run.eval_spec, shape, run.exp.sample, chunk, run.mesh)
+    num_classes = run.exp.net.num_classes   # a conditional run: every class in turn, so the mix is uniform
     key = jax.random.PRNGKey(seed)
     feats = np.empty((num, 2048), np.float64)
     with tqdm(total=num, desc="FID: sampling + features", unit="img", disable=not progress, file=sys.stderr) as bar:
         for i, start in enumerate(range(0, num, chunk)):
-            x = np.asarray(generate(state.ema, jax.random.fold_in(key, i)))
+            labels = None if num_classes is None else (np.arange(start, start + chunk) % num_classes).astype(np.int32)
+            x = np.asarray(generate(run.params, jax.random.fold_in(key, i), labels))
             if not np.all(np.isfinite(x)):
                 raise ConfigError(f"the sampler returned non-finite values for {run_dir} (chunk {i}); check the run "
                                   "with `genflow sample` or try more sampler steps.")

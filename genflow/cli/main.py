@@ -25,6 +25,12 @@ def load_experiment(path: str | None) -> C.Experiment:
     return cfg
 
 
+def _sampler_names() -> list[str]:
+    from genflow.samplers import SAMPLERS
+
+    return list(SAMPLERS)
+
+
 def _default_workdir(name: str) -> str:
     base = os.path.join("runs", name)
     path, i = base, 2
@@ -49,12 +55,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--num", type=int, default=64)
     s.add_argument("--out", default=None, help="output .png (grid), .npz or .npy (default RUN_DIR/sample.png)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--sampler", default=None, help="euler_ode, euler_maruyama, ddim, ancestral, pc, heun, edm_heun, "
-                   "dpm_solver_pp_2m, or adaptive tsit5 / dopri5 (default: the run's)")
+    s.add_argument("--sampler", default=None, help=f"{', '.join(_sampler_names())} (default: the run's)")
     s.add_argument("--steps", type=int, default=None, help="number of solver steps (default: the run's)")
     s.add_argument("--grid", default=None, help="time grid: uniform, karras or log_snr (default: the run's)")
     s.add_argument("--rtol", type=float, default=None, help="relative tolerance of adaptive solvers")
     s.add_argument("--atol", type=float, default=None, help="absolute tolerance of adaptive solvers")
+    s.add_argument("--labels", default=None, metavar="0,1,2|all",
+                   help="class labels of a conditional run, repeated to --num ('all': each class in turn; "
+                   "default: drawn uniformly)")
+    s.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="classifier-free guidance scale w: (1 + w) eps(x|c) - w eps(x) (diffusers' scale is 1 + w)")
+    s.add_argument("--guidance-interval", default=None, metavar="LO,HI",
+                   help="guide only where the noise level sigma/alpha lies in (LO, HI] (Kynkaanniemi et al. 2024)")
+    s.add_argument("--guide", default=None, metavar="RUN2",
+                   help="autoguidance: a weaker run of the same task in place of the unconditional branch")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other sample.* setting, e.g. --set eta=1.0 or --set churn=40")
 
@@ -181,9 +196,15 @@ def main(argv: list[str] | None = None) -> int:
             from genflow.cli.run import sample
 
             named = [f"{k}={v}" for k, v in [("sampler", args.sampler), ("steps", args.steps), ("grid", args.grid),
-                                              ("rtol", args.rtol), ("atol", args.atol)] if v is not None]
-            sample(args.run_dir, args.num, args.out or os.path.join(args.run_dir, "sample.png"),
-                   seed=args.seed, overrides=named + args.set)
+                                              ("rtol", args.rtol), ("atol", args.atol), ("guidance", args.guidance),
+                                              ("guidance_interval", args.guidance_interval)] if v is not None]
+            try:
+                sample(args.run_dir, args.num, args.out or os.path.join(args.run_dir, "sample.png"),
+                       seed=args.seed, overrides=named + args.set, labels=args.labels, guide=args.guide,
+                       progress=not args.no_progress)
+            except KeyboardInterrupt:
+                print("genflow: sampling interrupted.", file=sys.stderr)
+                return 130
             return 0
         if args.command == "likelihood":
             from genflow.cli.run import likelihood

@@ -28,11 +28,10 @@ from genflow.cli.run import load_run
 from genflow.config import ConfigError
 from genflow.models.model import Model
 from genflow.processes import RectifiedFlow
-from genflow.reflow.couplings import (generate_couplings, load_couplings, make_coupler, params_fingerprint,
+from genflow.reflow.couplings import (Couplings, generate_couplings, load_couplings, make_coupler, params_fingerprint,
                                       pf_ode_sampler, read_meta)
 from genflow.reflow.report import default_distance, flow_report
 from genflow.reflow.train import coupled, distillation, train_on_couples
-from genflow.training import make_optimizer
 
 COUPLINGS = "couplings"
 REFLOW_META = "reflow.json"
@@ -51,13 +50,10 @@ def _default_out(run_dir: str, suffix: str, k: int | None = None) -> str:
     return base + suffix
 
 
-def _check_run(parts, run_dir: str) -> None:
-    if not isinstance(parts.process, RectifiedFlow):
-        raise ConfigError(f"{run_dir} trains process {parts.exp.process.name!r}; reflow and distillation need a "
+def _check_run(run, run_dir: str) -> None:
+    if not isinstance(run.process, RectifiedFlow):
+        raise ConfigError(f"{run_dir} trains process {run.exp.process.name!r}; reflow and distillation need a "
                           "rectified-flow run (process.name=rectified_flow, objective=flow_matching).")
-    if parts.exp.net.num_classes is not None:
-        raise ConfigError(f"{run_dir} is class-conditional (net.num_classes={parts.exp.net.num_classes}); "
-                          "reflow here supports unconditional flows only: train one with net.num_classes=None.")
 
 
 def _positive(name: str, value) -> None:
@@ -65,12 +61,13 @@ def _positive(name: str, value) -> None:
         raise ConfigError(f"{name} must be positive, got {value}.")
 
 
-def ensure_couplings(parts, state, run_dir: str, *, num_couples: int, seed: int, chunk_size: int | None,
+def ensure_couplings(run, run_dir: str, *, num_couples: int, seed: int, chunk_size: int | None,
                      solver: str, ode_steps: int | None, rtol: float, atol: float, progress: bool = True,
-                     should_stop: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Generate (or finish) ``run_dir/couplings`` from the run's EMA weights; return (x1, x0, meta)."""
+                     should_stop: Callable[[int], bool] | None = None) -> tuple[Couplings, dict]:
+    """Generate (or finish) ``run_dir/couplings`` from the run's EMA weights; return (couplings, meta).
+    A class-conditional flow's couples each carry the label its sample was generated with."""
     directory = os.path.join(run_dir, COUPLINGS)
-    n_dev = parts.mesh.size
+    n_dev = run.mesh.size
     old = read_meta(directory)
     if chunk_size is None:  # at most 4096 couples per solve, a multiple of the device count
         chunk_size = old["chunk_size"] if old else math.ceil(min(4096, num_couples) / n_dev) * n_dev
@@ -80,29 +77,39 @@ def ensure_couplings(parts, state, run_dir: str, *, num_couples: int, seed: int,
         sampler = pf_ode_sampler(solver, ode_steps, rtol, atol)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    couple = make_coupler(parts.eval_graphdef, parts.eval_rest, parts.process, parts.exp.predicts,
-                          tuple(parts.data.shape), chunk_size, sampler=sampler, mesh=parts.mesh)
-    step = int(jax.device_get(state.step))
-    meta = {"source": f"step {step} ema {params_fingerprint(state.ema)}",   # which weights, not where
+    num_classes = run.exp.net.num_classes
+    couple = make_coupler(run.eval_spec, run.shape, chunk_size, sampler=sampler, mesh=run.mesh,
+                          num_classes=num_classes)
+    meta = {"source": f"step {run.step} ema {params_fingerprint(run.params)}",   # which weights, not where
             "solver": solver, "ode_steps": ode_steps or 0, "rtol": rtol, "atol": atol,
-            "shape": list(parts.data.shape), "dtype": "float32"}
+            "shape": list(run.shape), "dtype": "float32"}
+    if num_classes is not None:
+        meta["num_classes"] = num_classes
     try:
-        info = generate_couplings(couple, state.ema, directory, num_couples=num_couples, chunk_size=chunk_size,
+        info = generate_couplings(couple, run.params, directory, num_couples=num_couples, chunk_size=chunk_size,
                                   seed=seed, meta=meta, progress=progress, should_stop=should_stop)
-        x1, x0 = load_couplings(directory, num_couples)
+        couplings = load_couplings(directory, num_couples)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    return x1, x0, info
+    return couplings, info
 
 
-def _report_lines(label_models: list[tuple[str, Model]], parts, seed: int, steps=(1,)) -> list[str]:
-    name, distance = default_distance(tuple(parts.data.shape))
-    reference = np.asarray(parts.data.reference)
-    n = 2000 if len(parts.data.shape) == 1 else len(parts.data.heldout)
-    x1 = parts.process.prior(jax.random.PRNGKey(seed + 12_345), (n,) + tuple(parts.data.shape))
+def _report_lines(label_models: list[tuple[str, Model]], run, seed: int, steps=(1,)) -> list[str]:
+    from genflow.cli import build
+
+    data = build.build_data(run.exp.data, run.exp.train.batch_size, run.exp.train.seed, None)
+    name, distance = default_distance(run.shape)
+    reference = np.asarray(data.reference)
+    n = 2000 if len(run.shape) == 1 else len(data.heldout)
+    x1 = run.process.prior(jax.random.PRNGKey(seed + 12_345), (n,) + run.shape)
+    cond = None
+    if run.exp.net.num_classes is not None:  # the data's own class mix where there are held-out labels
+        labels = data.heldout_labels if data.heldout_labels is not None and len(data.heldout_labels) == n else \
+            np.asarray(jax.random.randint(jax.random.PRNGKey(seed + 54_321), (n,), 0, run.exp.net.num_classes))
+        cond = jax.numpy.asarray(labels, jax.numpy.int32)
     lines = []
     for label, model in label_models:
-        r = flow_report(model, x1, reference, distance=distance, euler_steps=steps, adaptive=False)
+        r = flow_report(model, x1, reference, distance=distance, euler_steps=steps, adaptive=False, cond=cond)
         text = f"{label}: straightness {r['straightness']:.4g}, transport cost {r['transport_cost']:.4g}"
         for k in steps:
             if f"euler_{k}" in r:
@@ -111,10 +118,7 @@ def _report_lines(label_models: list[tuple[str, Model]], parts, seed: int, steps
     return lines
 
 
-def _model(parts, params) -> Model:
-    from flax import nnx
 
-    return Model(nnx.merge(parts.eval_graphdef, params, parts.eval_rest), parts.process, parts.exp.predicts)
 
 
 def _prepare_out(out_dir: str, exp: C.Experiment, info: dict[str, Any]) -> None:
@@ -135,15 +139,17 @@ def _prepare_out(out_dir: str, exp: C.Experiment, info: dict[str, Any]) -> None:
         json.dump(info, f, indent=2, sort_keys=True)
 
 
-def _train(parts, state, x1, x0, out_dir: str, exp: C.Experiment, *, objective, steps: int, batch_size: int,
+def _train(run, couplings: Couplings, out_dir: str, exp: C.Experiment, *, objective, steps: int, batch_size: int,
            seed: int, lr: float | None, progress: bool):
+    from genflow.cli import build
+
     o = exp.optim
-    tx = parts.tx if lr is None else make_optimizer(o.name, lr, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
-                                                    warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
+    tx = build.build_optimizer(o, lr)
+    p_uncond = exp.train.p_uncond if exp.net.num_classes is not None else 0.0
     try:
-        return train_on_couples(parts.graphdef, parts.rest, parts.process, exp.predicts, state.ema, tx, x0, x1,
-                                workdir=out_dir, steps=steps, batch_size=batch_size, seed=seed,
-                                ema_decay=o.ema_decay, objective=objective, mesh=parts.mesh,
+        return train_on_couples(run.spec, run.params, tx, couplings.x0, couplings.x1, labels=couplings.labels,
+                                p_uncond=p_uncond, workdir=out_dir, steps=steps, batch_size=batch_size, seed=seed,
+                                ema_decay=o.ema_decay, objective=objective, mesh=run.mesh,
                                 meta={"experiment": exp.name}, log_every=exp.train.log_every,
                                 ckpt_every=exp.train.ckpt_every, keep=exp.train.keep, progress=progress)
     except ValueError as e:
@@ -156,9 +162,9 @@ def _load_checked(run_dir, num_couples, steps, batch_size, chunk_size, seed, ode
         _positive(name, value)
     if seed < 0:
         raise ConfigError(f"--seed must be non-negative, got {seed}.")
-    parts, state = load_run(run_dir)
-    _check_run(parts, run_dir)
-    return parts, state
+    run = load_run(run_dir)
+    _check_run(run, run_dir)
+    return run
 
 
 def _coupling_command(kind: str, run_dir: str, out_dir: str | None, *, k: int, num_couples: int,
@@ -170,8 +176,8 @@ def _coupling_command(kind: str, run_dir: str, out_dir: str | None, *, k: int, n
     ``reflow_command``."""
     try:
         _positive("--k", k)
-        parts, state = _load_checked(run_dir, num_couples, steps, batch_size, chunk_size, seed, ode_steps)
-        exp, src_k = parts.exp, run_k(run_dir)
+        run = _load_checked(run_dir, num_couples, steps, batch_size, chunk_size, seed, ode_steps)
+        exp, src_k = run.exp, run_k(run_dir)
         steps = steps or exp.train.steps
         batch_size = batch_size or exp.train.batch_size
         train_cfg = dataclasses.replace(exp.train, steps=steps, batch_size=batch_size, seed=seed)
@@ -186,13 +192,13 @@ def _coupling_command(kind: str, run_dir: str, out_dir: str | None, *, k: int, n
                                           sample=C.Sample(sampler="euler_ode", steps=k, num=exp.sample.num,
                                                           denoise=False))
             info, objective = {"kind": "distill", "k": src_k, "distill_k": k}, distillation(k)
-        x1, x0, cinfo = ensure_couplings(parts, state, run_dir, num_couples=num_couples, seed=seed,
-                                         chunk_size=chunk_size, solver=solver, ode_steps=ode_steps, rtol=rtol,
-                                         atol=atol, progress=progress)
+        couplings, cinfo = ensure_couplings(run, run_dir, num_couples=num_couples, seed=seed,
+                                            chunk_size=chunk_size, solver=solver, ode_steps=ode_steps, rtol=rtol,
+                                            atol=atol, progress=progress)
         info.update({"source": os.path.abspath(run_dir), "couplings": os.path.abspath(os.path.join(run_dir, COUPLINGS)),
-                     "num_couples": int(len(x0)), "coupling_source": cinfo.get("source")})
+                     "num_couples": int(len(couplings.x0)), "coupling_source": cinfo.get("source")})
         _prepare_out(out_dir, new_exp, info)
-        new_state, stopped = _train(parts, state, x1, x0, out_dir, new_exp, objective=objective, steps=steps,
+        new_state, stopped = _train(run, couplings, out_dir, new_exp, objective=objective, steps=steps,
                                     batch_size=batch_size, seed=seed, lr=lr, progress=progress)
     except ConfigError as e:
         print(f"genflow: error: {e}", file=sys.stderr)
@@ -203,14 +209,15 @@ def _coupling_command(kind: str, run_dir: str, out_dir: str | None, *, k: int, n
         return 143
     if kind == "reflow":
         labels, euler, done = ((f"{src_k}-RF ({run_dir})", f"{src_k + 1}-RF ({out_dir})"), (1,),
-                               f"{src_k + 1}-rectified flow in {out_dir} ({len(x0):,} couples in {run_dir}/{COUPLINGS})")
+                               f"{src_k + 1}-rectified flow in {out_dir} ({len(couplings.x0):,} couples in "
+                               f"{run_dir}/{COUPLINGS})")
     else:
         labels, euler, done = ((f"source ({run_dir})", f"distilled {k}-step ({out_dir})"), (k,),
                                f"{k}-step sampler in {out_dir}; `genflow sample {out_dir}` samples with {k} Euler "
                                f"step{'s' if k > 1 else ''}")
     if report:
-        models = [(labels[0], _model(parts, state.ema)), (labels[1], _model(parts, new_state.ema))]
-        for line in _report_lines(models, parts, seed, steps=euler):
+        models = [(labels[0], run.eval_spec.model(run.params)), (labels[1], run.eval_spec.model(new_state.ema))]
+        for line in _report_lines(models, run, seed, steps=euler):
             print(line)
     print(f"done: {done}", file=sys.stderr)
     return 0

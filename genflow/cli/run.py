@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -15,31 +16,60 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from genflow import config as C
 from genflow.cli import build
 from genflow.config import ConfigError
-from genflow.models import Model
+from genflow.models import Guided, ModelSpec
+from genflow.samplers import registry
 from genflow.plotting import loss_curve, save_samples
-from genflow.training import Checkpointer, init_state, make_mesh, make_optimizer, make_train_step, split_net, train_loop
+from genflow.training import Checkpointer, init_state, make_mesh, make_train_step, split_net, train_loop
 
 
 @dataclass
 class Parts:
-    """Everything built from one experiment."""
+    """Everything built from one experiment for training it."""
     exp: C.Experiment
     process: Any
     data: build.DataBundle
-    graphdef: Any
-    rest: Any
-    eval_graphdef: Any
-    eval_rest: Any
+    spec: ModelSpec                 # the training network (dropout on)
+    eval_spec: ModelSpec            # the same network for sampling (dropout off)
     tx: Any
     state: Any
     mesh: Any
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+
+@dataclass
+class Run:
+    """What sampling a run needs, and nothing else: its config, process, sampling network and
+    EMA weights from the latest checkpoint (no data set, no optimizer)."""
+    exp: C.Experiment
+    process: Any
+    shape: tuple[int, ...]
+    eval_spec: ModelSpec            # the network for sampling (dropout off)
+    spec: ModelSpec                 # the same network for training on (dropout as configured)
+    params: Any                     # the EMA weights
+    step: int
+    mesh: Any
+    workdir: str
+
+
+def _check_data_labels(exp: C.Experiment, data: build.DataBundle) -> None:
+    if exp.net.num_classes is None:
+        return
+    if data.num_classes is None:
+        raise ConfigError(f"net.num_classes={exp.net.num_classes} asks for a class-conditional model, but data "
+                          f"{exp.data.name!r} has no labels; set net.num_classes=None (or data.labels=true for a folder "
+                          "of class subfolders).")
+    if exp.net.num_classes < data.num_classes:
+        raise ConfigError(f"net.num_classes={exp.net.num_classes} is fewer than the {data.num_classes} classes of "
+                          f"data {exp.data.name!r}; set net.num_classes={data.num_classes}.")
 
 
 def build_parts(exp: C.Experiment, position: int = 0) -> Parts:
@@ -47,72 +77,146 @@ def build_parts(exp: C.Experiment, position: int = 0) -> Parts:
     mesh = make_mesh()
     process = build.build_process(exp.process)
     data = build.build_data(exp.data, exp.train.batch_size, exp.train.seed, mesh, position)
-    net = build.build_net(exp.net, data.shape, exp.train.dtype, exp.train.seed, data.num_classes)
-    graphdef, params, rest = split_net(net)
+    _check_data_labels(exp, data)
+    net = build.build_net(exp.net, data.shape, exp.train.dtype, exp.train.seed)
+    param = build.build_parameterization(exp)
+    spec = ModelSpec.from_net(net, process, param)
+    _, params, _ = split_net(net)
     net.eval()  # dropout off for sampling; the same parameters
-    eval_graphdef, _, eval_rest = split_net(net)
-    o = exp.optim
-    tx = make_optimizer(o.name, o.lr, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
-                        warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
+    eval_spec = ModelSpec.from_net(net, process, param)
+    tx = build.build_optimizer(exp.optim)
     state = jax.device_put(init_state(params, tx, exp.train.seed), NamedSharding(mesh, P()))
-    return Parts(exp, process, data, graphdef, rest, eval_graphdef, eval_rest, tx, state, mesh)
+    return Parts(exp, process, data, spec, eval_spec, tx, state, mesh)
 
 
-def make_generator(parts: Parts, sample_cfg: C.Sample, num: int, with_nfe: bool = False):
-    """jit-compiled ``generate(params, key) -> (num, *shape)`` with the configured sampler
-    (``-> (samples, nfe)`` with ``with_nfe``, nfe the network evaluations per sample)."""
-    sampler = build.build_sampler(sample_cfg, parts.process)
-    shape = (num,) + tuple(parts.data.shape)
+def sample_labels(num_classes: int | None, labels: str | list[int] | None, num: int, seed: int = 0,
+                  *, announce: bool = True) -> np.ndarray | None:
+    """Labels (num,) for a conditional run: the given ones (a list or "0,1,2") repeated to ``num``, each
+    class in turn with "all", or (None given) drawn uniformly, which is said on stderr. None for an
+    unconditional run, which refuses labels."""
+    if num_classes is None:
+        if labels is not None:
+            raise ConfigError("this run is unconditional (net.num_classes is None): drop --labels, or train a "
+                              "conditional run with --set net.num_classes=N.")
+        return None
+    if labels is None:
+        if announce:
+            print(f"genflow: this run is class-conditional ({num_classes} classes); no --labels given, so labels "
+                  "are drawn uniformly (pass --labels 0,1,... or --labels all).", file=sys.stderr)
+        return np.asarray(jax.random.randint(jax.random.PRNGKey(seed + 31), (num,), 0, num_classes), np.int32)
+    if isinstance(labels, str):
+        if labels.strip() == "all":
+            return (np.arange(num) % num_classes).astype(np.int32)
+        try:
+            labels = [int(v) for v in labels.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"--labels takes class numbers separated by commas (e.g. 0,1,2) or 'all', "
+                              f"not {labels!r}.") from None
+    labels = list(labels)
+    if not labels:
+        raise ConfigError("--labels is empty; pass class numbers such as 0,1,2 or 'all'.")
+    bad = [v for v in labels if not 0 <= v < num_classes]
+    if bad:
+        raise ConfigError(f"label {bad[0]} is not a class of this run; its classes are 0..{num_classes - 1}.")
+    return np.resize(np.asarray(labels, np.int32), num)
 
-    split = num % parts.mesh.size == 0  # shard the batch over devices when it divides evenly
+
+def make_generator(spec: ModelSpec, shape: tuple[int, ...], sample_cfg: C.Sample, num: int, mesh, *,
+                   with_nfe: bool = False, guide: ModelSpec | None = None):
+    """jit-compiled ``generate(params, key, labels=None, guide_params=None) -> (num, *shape)`` with the
+    configured sampler and guidance (``-> (samples, nfe)`` with ``with_nfe``, nfe the model evaluations
+    per sample). The guidance scale is a traced value: a new ``sample.guidance`` does not recompile."""
+    sampler = build.build_sampler(sample_cfg, spec.process)
+    shape = (num,) + tuple(shape)
+    split = num % mesh.size == 0  # shard the batch over devices when it divides evenly
+    interval = tuple(sample_cfg.guidance_interval) or None
+    use_guidance = bool(sample_cfg.guidance) or guide is not None
 
     @jax.jit
-    def generate(params, key):
+    def _generate(params, key, labels, guide_params, w):
         k1, k2 = jax.random.split(key)
-        net = nnx.merge(parts.eval_graphdef, params, parts.eval_rest)
-        model = Model(net, parts.process, parts.exp.predicts)
-        x1 = parts.process.prior(k1, shape)
+        model = spec.model(params)
+        if use_guidance:
+            model = Guided(model, w, guide=None if guide is None else guide.model(guide_params), interval=interval)
+        x1 = spec.process.prior(k1, shape)
         if split:
-            x1 = jax.lax.with_sharding_constraint(x1, NamedSharding(parts.mesh, P("data")))
-        x, nfe = sampler(model, x1, k2)
+            x1 = jax.lax.with_sharding_constraint(x1, NamedSharding(mesh, P("data")))
+        x, nfe = sampler(model, x1, k2, labels)
         return (x, nfe) if with_nfe else x
+
+    def generate(params, key, labels=None, guide_params=None):
+        labels = None if labels is None else jnp.asarray(labels, jnp.int32)
+        return _generate(params, key, labels, guide_params, jnp.float32(sample_cfg.guidance))
 
     return generate
 
 
-def generate_samples(parts: Parts, params, sample_cfg: C.Sample, num: int, seed: int = 0, *,
-                     chunk: int = 1024, progress: bool = True) -> tuple[np.ndarray, float]:
+def generate_samples(spec: ModelSpec, shape, mesh, params, sample_cfg: C.Sample, num: int, seed: int = 0, *,
+                     labels: np.ndarray | None = None, guide: ModelSpec | None = None, guide_params=None,
+                     chunk: int = 1024, progress: bool = True,
+                     stop: "_SampleStop | None" = None) -> tuple[np.ndarray, float]:
     """(samples, mean NFE per sample): ``num`` samples in chunks of at most ``chunk`` (one compiled
     program), with a progress bar. Chunk i uses key fold_in(seed, i), so the first n samples do
-    not depend on ``num``."""
+    not depend on ``num``. ``labels`` (num,) condition a class-conditional run. With ``stop`` set
+    (Ctrl-C during sampling), the chunks done so far are returned."""
     size = min(chunk, num)
-    generate = make_generator(parts, sample_cfg, size, with_nfe=True)
+    generate = make_generator(spec, shape, sample_cfg, size, mesh, with_nfe=True, guide=guide)
     key = jax.random.PRNGKey(seed)
     out, nfes = [], []
     for i in tqdm(range(-(-num // size)), desc="sample", unit="chunk", disable=not progress or num <= size,
                   file=sys.stderr):
-        x, nfe = generate(params, jax.random.fold_in(key, i))
+        if stop is not None and stop.raised:
+            break
+        lab = None
+        if labels is not None:
+            lab = np.resize(labels[i * size:(i + 1) * size], size)   # the last chunk is padded, then cut
+        x, nfe = generate(params, jax.random.fold_in(key, i), lab, guide_params)
         out.append(np.asarray(x))
         nfes.append(float(nfe))
+    if not out:
+        return np.zeros((0,) + tuple(shape), np.float32), 0.0
     return np.concatenate(out)[:num], float(np.mean(nfes))
 
 
-def evaluate(parts: Parts, params, seed: int = 0) -> dict[str, float]:
+def check_finite(x: np.ndarray, what: str) -> None:
+    """One sentence, not a file of NaNs, when samples are not finite."""
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        raise ConfigError(f"{int(bad.sum())} of {len(x)} {what} are not finite (NaN or inf); nothing was written. "
+                          "The weights may have diverged (check metrics.jsonl), or the sampler is unstable on this "
+                          "process: try another sample.sampler or more sample.steps.")
+
+
+def evaluate(exp: C.Experiment, spec: ModelSpec, mesh, params, data: build.DataBundle, seed: int = 0) -> dict[str, float]:
     """Sample-quality numbers for a run, each next to the same number for real held-out data.
 
     Digits: the Fréchet digits distance (FDD) of as many samples as there are held-out digits,
-    against the training digits. 2-D sets: the energy distance of 2,000 samples against fresh
-    data, next to the Monte-Carlo floor (held-out data against the same fresh data).
+    against the training digits; for a class-conditional run the samples' labels are the held-out
+    digits' own (so the class mix is the data's) and the classifier's accuracy on the requested
+    labels is reported too. 2-D sets: the energy distance of 2,000 samples against fresh data,
+    next to the Monte-Carlo floor (held-out data against the same fresh data).
     """
-    heldout, reference = parts.data.heldout, parts.data.reference
+    heldout, reference = data.heldout, data.reference
     n = len(heldout)
     if n < 2:
         return {}
-    x = np.asarray(make_generator(parts, parts.exp.sample, n)(params, jax.random.PRNGKey(seed + 7)))
+    labels = None
+    if exp.net.num_classes is not None:
+        labels = data.heldout_labels if data.heldout_labels is not None else sample_labels(
+            exp.net.num_classes, None, n, seed, announce=False)
+    generate = make_generator(spec, tuple(data.shape), exp.sample, n, mesh)
+    x = np.asarray(generate(params, jax.random.PRNGKey(seed + 7), labels))
     if x.ndim == 4 and x.shape[1:] == (8, 8, 1):
         from genflow.metrics import frechet_digits_distance
 
-        return {"fdd": frechet_digits_distance(x, reference), "fdd_heldout": frechet_digits_distance(heldout, reference)}
+        out = {"fdd": frechet_digits_distance(x, reference), "fdd_heldout": frechet_digits_distance(heldout, reference)}
+        if labels is not None:
+            from genflow.metrics.digits_classifier import classify
+
+            out["label_accuracy"] = float(np.mean(classify(x) == labels))
+            out["label_accuracy_heldout"] = float(np.mean(classify(heldout) == labels)) \
+                if data.heldout_labels is not None else float("nan")
+        return out
     if x.ndim == 2:
         from genflow.metrics import energy_distance
 
@@ -120,10 +224,13 @@ def evaluate(parts: Parts, params, seed: int = 0) -> dict[str, float]:
     return {}
 
 
+METRIC_NAMES = {"fdd": "Fréchet digits distance", "energy": "energy distance to data",
+                "label_accuracy": "label accuracy (digits classifier)"}
+
+
 def report_lines(metrics: dict[str, float]) -> list[str]:
-    names = {"fdd": "Fréchet digits distance", "energy": "energy distance to data"}
-    return [f"{names[k]}: samples {v:.3f}, held-out real data {metrics[k + '_heldout']:.3f}"
-            for k, v in metrics.items() if k in names]
+    return [f"{METRIC_NAMES[k]}: samples {v:.3f}, held-out real data {metrics[k + '_heldout']:.3f}"
+            for k, v in metrics.items() if k in METRIC_NAMES]
 
 
 def _check_workdir(exp: C.Experiment, workdir: str, resume: bool) -> None:
@@ -143,6 +250,11 @@ def _check_workdir(exp: C.Experiment, workdir: str, resume: bool) -> None:
             raise ConfigError(f"{workdir} holds a different experiment ({diffs[0]}); use a new --workdir.")
 
 
+def _grid_labels(exp: C.Experiment, num: int) -> np.ndarray | None:
+    """Labels of the training run's sample figures: each class in turn (a row per class where it fits)."""
+    return None if exp.net.num_classes is None else (np.arange(num) % exp.net.num_classes).astype(np.int32)
+
+
 def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bool = True) -> dict:
     """Train ``exp`` into ``workdir``. Returns a summary dict (final loss, paths)."""
     _check_workdir(exp, workdir, resume)
@@ -156,14 +268,16 @@ def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bo
         parts.data.batches.position = int(meta["data_position"])
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(C.dumps(exp))
-    step_fn = make_train_step(parts.graphdef, parts.rest, parts.process, exp.predicts,
-                              build.build_objective(exp, parts.process), parts.tx,
-                              ema_decay=exp.optim.ema_decay, mesh=parts.mesh)
-    generate = make_generator(parts, exp.sample, exp.sample.num)
+    step_fn = make_train_step(parts.spec, build.build_objective(exp, parts.process), parts.tx,
+                              ema_decay=exp.optim.ema_decay,
+                              p_uncond=exp.train.p_uncond if exp.net.num_classes is not None else 0.0,
+                              mesh=parts.mesh)
+    generate = make_generator(parts.eval_spec, parts.shape, exp.sample, exp.sample.num, parts.mesh)
+    grid_labels = _grid_labels(exp, exp.sample.num)
     reference = parts.data.reference
 
     def on_sample(st, step):
-        x = np.asarray(generate(st.ema, jax.random.PRNGKey(exp.train.seed + 1)))
+        x = np.asarray(generate(st.ema, jax.random.PRNGKey(exp.train.seed + 1), grid_labels))
         save_samples(x, os.path.join(workdir, f"samples_{step:07d}.png"), reference)
 
     metrics_path = os.path.join(workdir, "metrics.jsonl")
@@ -178,10 +292,11 @@ def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bo
     if os.path.exists(metrics_path):
         loss_curve(metrics_path, os.path.join(workdir, "loss.png"))
     if not stopped:
-        samples = np.asarray(generate(state.ema, jax.random.PRNGKey(exp.train.seed + 1)))
+        samples = np.asarray(generate(state.ema, jax.random.PRNGKey(exp.train.seed + 1), grid_labels))
+        check_finite(samples, "final samples")
         save_samples(samples, os.path.join(workdir, "samples.png"), reference)
         summary["samples"] = os.path.join(workdir, "samples.png")
-        metrics = evaluate(parts, state.ema, exp.train.seed)
+        metrics = evaluate(exp, parts.eval_spec, parts.mesh, state.ema, parts.data, exp.train.seed)
         if metrics:
             with open(os.path.join(workdir, "eval.json"), "w") as f:
                 json.dump(dict(metrics, step=summary["step"]), f, indent=2)
@@ -198,57 +313,139 @@ def restore(checkpointer: Checkpointer, like, workdir: str):
                           f"({first}); sample it with the config.json it was trained with.") from None
 
 
-def load_run(workdir: str) -> tuple[Parts, Any]:
-    """Rebuild a run's parts from its config.json and restore its latest checkpoint."""
+def read_config(workdir: str) -> C.Experiment:
+    """A run directory's config.json, or one sentence on what is wrong with the directory."""
     cfg_path = os.path.join(workdir, "config.json")
     if not os.path.isdir(workdir):
         raise ConfigError(f"run directory {workdir} does not exist; train one with `genflow train --workdir {workdir}`.")
     if not os.path.exists(cfg_path):
         raise ConfigError(f"{workdir} is not a genflow run (no config.json); point at the directory `genflow train` wrote.")
-    exp = C.from_dict(C.Experiment, json.load(open(cfg_path)))
-    parts = build_parts(exp)
+    try:
+        return C.from_dict(C.Experiment, json.load(open(cfg_path)))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{cfg_path} is not a readable genflow config ({type(e).__name__}: {e}); restore it from "
+                          "the experiment file it was made from.") from None
+
+
+def load_run(workdir: str) -> Run:
+    """A run's config, process, sampling network and EMA weights from its latest checkpoint.
+
+    Builds only the network and the process: no data set is opened (a CIFAR-10 run samples on a
+    machine without the CIFAR-10 files) and no optimizer state is read."""
+    exp = read_config(workdir)
+    build.validate(exp)
+    process = build.build_process(exp.process)
+    shape = build.data_shape(exp.data)
+    net = build.build_net(exp.net, shape, exp.train.dtype, exp.train.seed)
+    _, params, _ = split_net(net)
+    param = build.build_parameterization(exp)
+    train_spec = ModelSpec.from_net(net, process, param)
+    net.eval()
+    spec = ModelSpec.from_net(net, process, param)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     if checkpointer.latest_step() is None:
         raise ConfigError(f"{workdir} has no checkpoint yet; train it longer (train.ckpt_every) or resume it.")
-    state, _ = restore(checkpointer, parts.state, workdir)
-    checkpointer.close()
-    return parts, state
+    try:
+        step, ema = checkpointer.restore_weights(params)
+    except Exception as e:  # noqa: BLE001 - orbax raises many types for a structure or shape mismatch
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"the checkpoint in {workdir} does not fit the network its config.json describes "
+                          f"({first}).") from None
+    finally:
+        checkpointer.close()
+    mesh = make_mesh()
+    ema = jax.device_put(ema, NamedSharding(mesh, P()))
+    return Run(exp, process, shape, spec, train_spec, ema, step, mesh, workdir)
 
 
-def sample(workdir: str, num: int, out: str, *, seed: int = 0, overrides: list[str] = ()) -> dict:
+class _SampleStop:
+    """Ctrl-C / SIGTERM during `genflow sample`: finish the current chunk, write what is done."""
+
+    def __init__(self):
+        self.raised, self._old = False, {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handler(self, signum, frame):
+        self.raised, self.signum = True, signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def sample(workdir: str, num: int, out: str, *, seed: int = 0, overrides: list[str] = (),
+           labels: str | None = None, guide: str | None = None, progress: bool = True) -> dict:
     """Draw ``num`` samples from a run's EMA weights into ``out`` (.png grid or .npz/.npy array).
 
     ``overrides`` are ``sample.*`` settings (``steps=35``, ``sampler=edm_heun``, ``grid=karras``,
-    ``rtol=1e-4`` ...), applied over the run's own. Returns {"nfe", "seconds", "out"}."""
+    ``guidance=2``, ``guidance_interval=0.3,5`` ...), applied over the run's own. ``labels``
+    ("0,1,2" or "all") condition a class-conditional run (uniform labels, said so, when None);
+    ``guide`` is the run directory of a weaker model of the same task for autoguidance. A .npz
+    holds ``samples`` (N, ...) in the data's range and ``labels`` (N,) for a conditional run.
+    Returns {"nfe", "seconds", "out", "labels"}."""
     if num <= 0:
         raise ConfigError(f"--num must be positive, got {num}.")
     if not out.endswith((".png", ".npz", ".npy")):
         raise ConfigError(f"--out {out!r} must end in .png, .npz or .npy.")
-    parts, state = load_run(workdir)
-    exp = C.with_overrides(parts.exp, [f"sample.{o}" for o in overrides] + [f"sample.num={num}"])
-    build.validate(exp)
+    run = load_run(workdir)
+    exp = C.with_overrides(run.exp, [f"sample.{o}" for o in overrides] + [f"sample.num={num}"])
+    guide_run = None
+    if guide is not None:
+        guide_run = load_run(guide)
+        if guide_run.shape != run.shape or guide_run.exp.net.num_classes != run.exp.net.num_classes:
+            raise ConfigError(f"--guide {guide} models other data than {workdir} (shape {guide_run.shape} vs "
+                              f"{run.shape}, classes {guide_run.exp.net.num_classes} vs {run.exp.net.num_classes}); "
+                              "autoguidance needs a weaker model of the same task.")
+    build.validate(exp, guide)
     cfg = exp.sample
+    y = sample_labels(run.exp.net.num_classes, labels, num, seed)
+    out_dir = os.path.dirname(os.path.abspath(out))
+    os.makedirs(out_dir, exist_ok=True)
+    if not os.access(out_dir, os.W_OK):
+        raise ConfigError(f"cannot write to {out_dir}; pass an --out in a writable directory.")
     start = time.perf_counter()
-    x, nfe = generate_samples(parts, state.ema, cfg, num, seed)
+    with _SampleStop() as stop:
+        x, nfe = generate_samples(run.eval_spec, run.shape, run.mesh, run.params, cfg, num, seed, labels=y,
+                                  guide=None if guide_run is None else guide_run.eval_spec,
+                                  guide_params=None if guide_run is None else guide_run.params,
+                                  progress=progress, stop=stop)
     seconds = time.perf_counter() - start
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    done = len(x)
+    if done == 0:
+        raise KeyboardInterrupt
+    check_finite(x, "samples")
+    y = None if y is None else y[:done]
     if out.endswith(".png"):
-        save_samples(x, out, parts.data.heldout)
+        save_samples(x, out)
     elif out.endswith(".npz"):
-        np.savez(out, samples=x)
+        np.savez(out, samples=x, **({} if y is None else {"labels": y}))
     else:
         np.save(out, x)
-    print(f"wrote {num} samples to {out}: {cfg.sampler} on a {cfg.grid} grid, {nfe:.0f} NFE per sample, "
-          f"{seconds:.1f} s ({num / seconds:.1f} samples/s, compilation included)", file=sys.stderr)
-    return {"nfe": nfe, "seconds": seconds, "out": out}
+    what = f"{cfg.sampler} on a {cfg.grid} grid" if registry.get(cfg.sampler).fixed_grid else cfg.sampler
+    if cfg.guidance:
+        what += f", guidance w={cfg.guidance:g}" + (f" in {tuple(cfg.guidance_interval)}" if cfg.guidance_interval else "")
+        what += f" ({'autoguidance from ' + guide if guide else 'classifier-free'})"
+    print(f"wrote {done} samples to {out}: {what}, {nfe:.0f} NFE per sample, "
+          f"{seconds:.1f} s ({done / seconds:.1f} samples/s, compilation included)", file=sys.stderr)
+    if stop.raised:
+        print(f"genflow: interrupted after {done} of {num} samples; those were written.", file=sys.stderr)
+        raise KeyboardInterrupt
+    return {"nfe": nfe, "seconds": seconds, "out": out, "labels": y}
 
 
 def eval_run(workdir: str, seed: int = 0) -> list[str]:
     """The metrics table of a run: progress, last logged training numbers, and sample quality of
     its EMA weights next to real held-out data (recomputed, and saved to eval.json)."""
-    parts, state = load_run(workdir)
-    step = int(jax.device_get(state.step))
-    rows = [("step", f"{step:,} of {parts.exp.train.steps:,}")]
+    run = load_run(workdir)
+    data = build.build_data(run.exp.data, run.exp.train.batch_size, run.exp.train.seed, None)
+    rows = [("step", f"{run.step:,} of {run.exp.train.steps:,}")]
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(metrics_path):
         lines = [json.loads(line) for line in open(metrics_path) if line.strip()]
@@ -257,14 +454,13 @@ def eval_run(workdir: str, seed: int = 0) -> list[str]:
             rows += [("training loss (last log)", f"{last['loss']:.4g}"),
                      ("steps/s (last log)", f"{last['steps_per_s']:.1f}"),
                      ("skipped non-finite steps", f"{sum(r.get('skipped', 0) for r in lines)}")]
-    metrics = evaluate(parts, state.ema, seed)
+    metrics = evaluate(run.exp, run.eval_spec, run.mesh, run.params, data, seed)
     with open(os.path.join(workdir, "eval.json"), "w") as f:
-        json.dump(dict(metrics, step=step), f, indent=2)
-    names = {"fdd": "Fréchet digits distance", "energy": "energy distance to data"}
+        json.dump(dict(metrics, step=run.step), f, indent=2)
     for k, v in metrics.items():
-        if k in names:
-            rows += [(f"{names[k]} (samples, EMA)", f"{v:.4f}"),
-                     (f"{names[k]} (held-out real data)", f"{metrics[k + '_heldout']:.4f}")]
+        if k in METRIC_NAMES:
+            rows += [(f"{METRIC_NAMES[k]} (samples, EMA)", f"{v:.4f}"),
+                     (f"{METRIC_NAMES[k]} (held-out real data)", f"{metrics[k + '_heldout']:.4f}")]
     width = max(len(r[0]) for r in rows)
     return [f"| {'metric'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"] + \
            [f"| {name.ljust(width)} | {value} |" for name, value in rows]
@@ -276,15 +472,20 @@ def likelihood(workdir: str, num: int = 256, *, trace: str | None = None, rtol: 
 
     For image data in [-1, 1] (8-bit pixels x mapped to x / 127.5 - 1) it also reports bits/dim
     with uniform dequantization (``genflow.samplers.bits_per_dim``): v = x + u, u ~ U[0, 1)^D,
-    z = v / 128 - 1, bpd = -log p(z) / (D ln 2) + 7, an upper bound on the discrete NLL."""
+    z = v / 128 - 1, bpd = -log p(z) / (D ln 2) + 7, an upper bound on the discrete NLL. A
+    class-conditional run is evaluated with each example's own label, log p(x | c)."""
     from genflow.samplers import bits_per_dim, log_likelihood
 
     if num < 1:
         raise ConfigError(f"--num must be positive, got {num}.")
-    parts, state = load_run(workdir)
-    held = parts.data.heldout[:num]
+    run = load_run(workdir)
+    data = build.build_data(run.exp.data, run.exp.train.batch_size, run.exp.train.seed, None)
+    held = data.heldout[:num]
     if len(held) == 0:
         raise ConfigError(f"{workdir} has no held-out data (data.holdout = 0); train with data.holdout > 0.")
+    cond = None
+    if run.exp.net.num_classes is not None and data.heldout_labels is not None:
+        cond = jnp.asarray(data.heldout_labels[:num], jnp.int32)
     dims = int(np.prod(held.shape[1:]))
     trace = trace or ("exact" if dims <= 64 else "hutchinson")
     if trace not in ("exact", "hutchinson"):
@@ -295,14 +496,14 @@ def likelihood(workdir: str, num: int = 256, *, trace: str | None = None, rtol: 
     if image:  # uniform dequantization of the 8-bit grid, then the [-1, 1] scaling: z = v / 128 - 1
         u = np.asarray(jax.random.uniform(jax.random.fold_in(key, 1), x.shape))
         x = (np.round((x + 1.0) * 127.5) + u) / 128.0 - 1.0
-    net = nnx.merge(parts.eval_graphdef, state.ema, parts.eval_rest)
-    model = Model(net, parts.process, parts.exp.predicts)
+    model = run.eval_spec.model(run.params)
     start = time.perf_counter()
-    logp, stats = jax.jit(lambda m, xb, k: log_likelihood(m, xb, trace=trace, key=k, rtol=rtol, atol=atol))(
-        model, jnp.asarray(x), key)
+    logp, stats = jax.jit(lambda m, xb, k, c: log_likelihood(m, xb, cond=c, trace=trace, key=k, rtol=rtol,
+                                                             atol=atol))(model, jnp.asarray(x), key, cond)
     seconds = time.perf_counter() - start
     nll = -np.asarray(logp) / dims
-    rows = [("examples", f"{len(x)} held-out"), ("trace", trace),
+    rows = [("examples", f"{len(x)} held-out" + (", each with its label" if cond is not None else "")),
+            ("trace", trace),
             ("NLL (nats/dim)", f"{nll.mean():.4f} +- {nll.std(ddof=1) / np.sqrt(len(nll)):.4f}"),
             ("NFE (mean per example)", f"{float(np.mean(stats['nfe'])):.0f}"), ("seconds", f"{seconds:.1f}")]
     if image:

@@ -44,17 +44,20 @@ class IndexedBatches:
     from (seed, epoch), and the last incomplete batch of an epoch is dropped so shapes stay
     static. ``random_flip`` mirrors images (B, H, W, C) left-right with probability 1/2, drawn
     from (seed, position). With ``prefetch`` the next batch is read on a host thread.
+    Batches are mappings ``{"x0": x}``, with the labels under ``label_field`` (``"cond"``; None
+    drops them) when the source has any.
     """
 
     def __init__(self, fetch: Fetch, size: int, batch_size: int, *, seed: int = 0, random_flip: bool = False,
-                 sharding: NamedSharding | None = None, position: int = 0, prefetch: bool = True):
+                 sharding: NamedSharding | None = None, position: int = 0, prefetch: bool = True,
+                 label_field: str | None = "cond"):
         if batch_size > size:
             raise ValueError(f"batch size {batch_size} exceeds the {size} training examples; lower train.batch_size.")
         nproc = jax.process_count()
         if batch_size % nproc:
             raise ValueError(f"batch size {batch_size} does not split over {nproc} processes; use a multiple of {nproc}.")
         self.fetch, self.size, self.batch_size, self.seed = fetch, size, batch_size, seed
-        self.random_flip, self.sharding = random_flip, sharding
+        self.random_flip, self.sharding, self.label_field = random_flip, sharding, label_field
         self.per_epoch = size // batch_size
         self._pool = ThreadPoolExecutor(1) if prefetch else None
         self._ahead = None
@@ -103,11 +106,17 @@ class IndexedBatches:
         if self.sharding is not None:
             x = put_local(x, self.sharding, self.batch_size)
             y = None if y is None else put_local(y, self.sharding, self.batch_size)
-        return x, y
+        return as_batch(x, y, self.label_field)
+
+
+def as_batch(x, y=None, label_field: str | None = "cond") -> dict:
+    """A batch mapping: ``{"x0": x}``, plus ``{label_field: y}`` where there are labels."""
+    return {"x0": x} if y is None or label_field is None else {"x0": x, label_field: y}
 
 
 class ArrayBatches(IndexedBatches):
-    """``IndexedBatches`` over in-memory arrays x (N, ...) and optional labels (N,)."""
+    """``IndexedBatches`` over in-memory arrays x (N, ...) and optional per-example ``labels`` (N, ...),
+    delivered under ``label_field`` (``"cond"`` for class labels, ``"x1"`` for ReFlow's couples)."""
 
     def __init__(self, x: np.ndarray, batch_size: int, *, labels: np.ndarray | None = None, **kwargs):
         self.x, self.labels = x, labels
@@ -119,7 +128,7 @@ DATA_STREAM = 0x64617461  # "data": the data's keys hang off fold_in(key(seed), 
 
 
 class SampledBatches:
-    """Fresh draws ``sample_fn(fold_in(data_key, i), batch_size)`` for toy data; batch i
+    """Batches ``{"x0": x}`` of fresh draws ``sample_fn(fold_in(data_key, i), batch_size)`` for toy data; batch i
     depends only on (seed, i), and every process draws the same global batch.
 
     ``data_key = fold_in(key(seed), DATA_STREAM)``: the train step's keys are
@@ -141,4 +150,4 @@ class SampledBatches:
     def __next__(self):
         x, _ = self.host_batch(self.position)
         self.position += 1
-        return (put_global(x, self.sharding) if self.sharding is not None else x), None
+        return {"x0": put_global(x, self.sharding) if self.sharding is not None else x}

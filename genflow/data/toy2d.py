@@ -14,7 +14,8 @@ import numpy as np
 from jax import Array
 
 from genflow._pytree import pytree_dataclass, static_field
-from genflow.models.model import Model, coefficients
+from genflow.models.model import Model
+from genflow.models.parameterization import Parameterization, as_parameterization
 from genflow.processes.base import AbstractProcess, expand_like
 
 
@@ -81,49 +82,83 @@ class GaussianMixture:
         return self.means[comp] + self.stds[comp] * eps
 
     # -- exact quantities of p_t -----------------------------------------------------------------
-    def _moments(self, process: AbstractProcess, t: Array, x: Array):
+    @property
+    def num_components(self) -> int:
+        return self.weights.shape[0]
+
+    def _moments(self, process: AbstractProcess, t: Array, x: Array, cond: Array | None = None):
         te = expand_like(jnp.broadcast_to(jnp.asarray(t, x.dtype), x.shape[:1]), x)[:, None]  # (B,1,1)
         a, s = process.alpha(te), process.sigma(te)
         var = a**2 * self.stds[None] ** 2 + s**2                                       # (B,K,D)
         diff = x[:, None, :] - a * self.means[None]                                     # (B,K,D)
         logn = -0.5 * jnp.sum(diff**2 / var + jnp.log(2 * math.pi * var), axis=-1)      # (B,K)
         logits = jnp.log(self.weights)[None] + logn
+        if cond is not None:  # label c: component c only; label K (the null label): the whole mixture
+            k = self.num_components
+            c = jnp.broadcast_to(jnp.asarray(cond, jnp.int32), x.shape[:1])[:, None]
+            keep = (jnp.arange(k)[None] == c) | (c == k)
+            logits = jnp.where(keep, logits, -jnp.inf)
         return a, s, var, diff, logits
 
-    def log_prob(self, x: Array, process: AbstractProcess, t: Array) -> Array:
-        """log p_t(x), shape (B,). x (B, D); t scalar or (B,)."""
-        return jax.nn.logsumexp(self._moments(process, t, x)[4], axis=1)
+    def log_prob(self, x: Array, process: AbstractProcess, t: Array, cond: Array | None = None) -> Array:
+        """log p_t(x) (or log p_t(x | c) for labels ``cond`` (B,), c = component), shape (B,)."""
+        a, s, var, diff, logits = self._moments(process, t, x, cond)
+        if cond is None:
+            return jax.nn.logsumexp(logits, axis=1)
+        # p(x | c) = N_c(x): renormalise the kept weights (all of them for the null label)
+        kept = jnp.where(jnp.isfinite(logits), jnp.log(self.weights)[None], -jnp.inf)
+        return jax.nn.logsumexp(logits, axis=1) - jax.nn.logsumexp(kept, axis=1)
 
-    def posterior_means(self, x: Array, process: AbstractProcess, t: Array) -> tuple[Array, Array]:
-        """(E[x0 | x_t = x], E[eps | x_t = x]), each (B, D); regular for every t with sigma > 0 or alpha > 0."""
-        a, s, var, diff, logits = self._moments(process, t, x)
+    def sample_component(self, key: Array, n: int, c: int) -> Array:
+        """n draws from component c alone, shape (n, D): p_0(x | c) of the conditional mixture."""
+        eps = jax.random.normal(key, (n, self.dim), self.means.dtype)
+        return self.means[c] + self.stds[c] * eps
+
+    def posterior_means(self, x: Array, process: AbstractProcess, t: Array,
+                        cond: Array | None = None) -> tuple[Array, Array]:
+        """(E[x0 | x_t = x], E[eps | x_t = x]), each (B, D); regular for every t with sigma > 0 or alpha > 0.
+        With labels ``cond`` (B,): the posterior means of p(x0 | c), c a component (K: all of them)."""
+        a, s, var, diff, logits = self._moments(process, t, x, cond)
         r = jax.nn.softmax(logits, axis=1)[..., None]                                   # (B,K,1)
         e_x0 = jnp.sum(r * (self.means[None] + a * self.stds[None] ** 2 * diff / var), axis=1)
         e_eps = jnp.sum(r * (s * diff / var), axis=1)
         return e_x0, e_eps
 
-    def score(self, x: Array, process: AbstractProcess, t: Array) -> Array:
-        """grad_x log p_t(x) = -sum_k r_k (x - alpha mu_k) / var_k, shape (B, D)."""
-        _, _, var, diff, logits = self._moments(process, t, x)
+    def score(self, x: Array, process: AbstractProcess, t: Array, cond: Array | None = None) -> Array:
+        """grad_x log p_t(x) = -sum_k r_k (x - alpha mu_k) / var_k, shape (B, D) (of p_t(x | c) with ``cond``)."""
+        _, _, var, diff, logits = self._moments(process, t, x, cond)
         r = jax.nn.softmax(logits, axis=1)[..., None]
         return -jnp.sum(r * diff / var, axis=1)
 
-    def exact_model(self, process: AbstractProcess, predicts: str = "eps") -> Model:
-        """A ``Model`` whose "network" is this mixture's exact posterior mean in ``predicts`` space."""
-        return Model(ExactNet(self, process, predicts), process, predicts)
+    def exact_model(self, process: AbstractProcess, predicts: "str | Parameterization" = "eps", *,
+                    conditional: bool = False) -> Model:
+        """A ``Model`` whose "network" is this mixture's exact posterior mean in ``predicts`` space.
+
+        ``conditional=True``: a class-conditional model whose label c is component c and whose null
+        label K is the whole mixture, exactly what label dropout trains a network towards."""
+        param = as_parameterization(predicts)
+        return Model(ExactNet(self, process, param, self.num_components if conditional else None), process, param)
 
 
 @pytree_dataclass
 class ExactNet:
-    """net(x, t, cond) = exact p E[x0|x] + q E[eps|x] for the quantity ``predicts`` of a mixture."""
+    """net(x, t, cond) = exact p E[x0|x] + q E[eps|x] for the output map of ``parameterization``.
+
+    It takes x_t and t themselves (``raw_inputs``), not a parameterization's scaled input."""
 
     mixture: GaussianMixture
     process: AbstractProcess
-    predicts: str = static_field(default="eps")
+    parameterization: Parameterization = Parameterization("eps")
+    num_classes: int | None = static_field(default=None)
+    raw_inputs = True
+
+    @property
+    def null_label(self) -> int | None:
+        return self.num_classes
 
     def __call__(self, x: Array, t: Array, cond=None) -> Array:
-        e_x0, e_eps = self.mixture.posterior_means(x, self.process, t)
-        p, q = coefficients(self.process, self.predicts, expand_like(t, x))
+        e_x0, e_eps = self.mixture.posterior_means(x, self.process, t, cond if self.num_classes else None)
+        p, q = self.parameterization.output(self.process, expand_like(t, x))
         return p * e_x0 + q * e_eps
 
 

@@ -99,6 +99,12 @@ def train(steps: int = 3000, batch_size: int = 128, seed: int = 0) -> tuple[dict
     return params, acc
 
 
+def classify(x: np.ndarray, params: dict | None = None) -> np.ndarray:
+    """The shipped classifier's predicted digit (N,) for images x (N, 8, 8, 1) in [-1, 1]."""
+    params = load() if params is None else params
+    return np.argmax(np.asarray(logits(params, jnp.asarray(x, jnp.float32))), axis=1).astype(np.int32)
+
+
 def frechet_digits_distance(x: np.ndarray, reference: np.ndarray) -> float:
     """FDD between digits x (N, 8, 8, 1) and reference digits, both in [-1, 1].
 

@@ -1,5 +1,8 @@
-"""The Model wrapper, its parameterizations, and networks (MLP, U-Net)."""
+"""The Model wrapper, its parameterizations, guidance, and networks (MLP, U-Net)."""
+from genflow.models.guidance import Guided, guided
 from genflow.models.mlp import MLP
-from genflow.models.model import PREDICTIONS, Model, coefficients, output_scale
+from genflow.models.model import Model, output_scale
+from genflow.models.parameterization import PREDICTIONS, QUANTITIES, Parameterization, coefficients, edm
+from genflow.models.spec import ModelSpec
 
-__all__ = ["Model", "PREDICTIONS", "coefficients", "output_scale", "MLP"]
+__all__ = ["Guided", "guided", "ModelSpec", "Model", "PREDICTIONS", "QUANTITIES", "Parameterization", "coefficients", "edm", "output_scale", "MLP"]

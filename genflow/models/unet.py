@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import Array
 
+from genflow.models.conditioning import labels_or_null
 from genflow.models.embedding import sinusoidal_embedding
 
 _SKIP_SCALE = math.sqrt(0.5)
@@ -114,7 +115,7 @@ class UNet(nnx.Module):
     is EDM's DDPM++ CIFAR-10 network (55.73M parameters). Differences from the original: time
     enters as genflow's t in [0, 1] through ``sinusoidal_embedding`` (which scales t by 1000,
     like EDM's VP noise label (M - 1) t), not EDM's preconditioned noise labels; class labels
-    use an ``nnx.Embed`` table added to the sinusoidal features (EDM: a linear map of one-hot
+    (and the null label ``num_classes``, see ``null_label``) use an ``nnx.Embed`` table added to the sinusoidal features (EDM: a linear map of one-hot
     labels with a bias); there is no augmentation-label input; the network's raw output is
     returned (no EDM preconditioning); compute runs in ``dtype`` with float32 parameters,
     GroupNorm and softmax in float32, and the result is cast back to ``x.dtype``.
@@ -139,7 +140,8 @@ class UNet(nnx.Module):
         attn = set(attn_resolutions)
 
         # Mapping network.
-        self.label = (nnx.Embed(num_classes, channels, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.num_classes = num_classes
+        self.label = (nnx.Embed(num_classes + 1, channels, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
                       if num_classes else None)
         self.map0 = nnx.Linear(channels, emb_dim, kernel_init=_xavier(), **kw)
         self.map1 = nnx.Linear(emb_dim, emb_dim, kernel_init=_xavier(), **kw)
@@ -177,10 +179,15 @@ class UNet(nnx.Module):
         self.out_norm = _GroupNorm(cout, dtype=dtype, rngs=rngs)
         self.out_conv = nnx.Conv(cout, in_ch, (3, 3), kernel_init=_xavier(1e-5), **kw)
 
+    @property
+    def null_label(self) -> int | None:
+        """The label meaning "no label" (``num_classes``), None for an unconditional net."""
+        return self.num_classes or None
+
     def __call__(self, x: Array, t: Array, cond: Array | None = None) -> Array:
         emb = sinusoidal_embedding(t, self.noise_dim).astype(self.dtype)
-        if self.label is not None and cond is not None:
-            emb = emb + self.label(cond)
+        if self.label is not None:
+            emb = emb + self.label(labels_or_null(cond, self.num_classes, x.shape[0]))
         emb = jax.nn.silu(self.map1(jax.nn.silu(self.map0(emb))))
 
         h = self.enc_in(x.astype(self.dtype))

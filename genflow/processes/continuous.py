@@ -104,13 +104,13 @@ class EDM(AbstractProcess):
     """EDM (Karras et al. 2022): alpha = 1 and the Karras schedule as a path in t,
     sigma(t) = (s_min^(1/rho) + t (s_max^(1/rho) - s_min^(1/rho)))^rho  (EDM eq. 5, with t = 1 - i/(N-1)).
 
-    A uniform grid in t is exactly EDM's sampling grid; sigma_data is EDM's data std.
+    A uniform grid in t is exactly EDM's sampling grid. EDM's data std sigma_data belongs to the
+    parameterization (``genflow.models.edm``), not to the path.
     """
 
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
-    sigma_data: float = 0.5
     t_min: float = 0.0
     t_max: float = 1.0
 

@@ -21,17 +21,16 @@ import os
 import re
 import sys
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from genflow.models.model import Model
+from genflow.models.spec import ModelSpec
 from genflow.processes.base import AbstractProcess
 from genflow.samplers import grids
 from genflow.samplers.diffrax_solvers import ODE_SOLVERS, ode_sample
@@ -59,8 +58,8 @@ def chunk_noise(process: AbstractProcess, seed: int, i: int, chunk_size: int, sh
 
 
 def pf_ode_sampler(solver: str = "tsit5", ode_steps: int | None = None, rtol: float = 1e-5,
-                   atol: float = 1e-5) -> Callable[[Model, Array], Array]:
-    """``sample(model, x1) -> x0`` on the PF-ODE: Euler on a uniform grid of ``ode_steps``
+                   atol: float = 1e-5) -> Callable[..., Array]:
+    """``sample(model, x1, cond=None) -> x0`` on the PF-ODE: Euler on a uniform grid of ``ode_steps``
     (``solver="euler"``), a diffrax solver on ``ode_steps`` fixed steps, or (``ode_steps`` None)
     a diffrax adaptive solver with ``PIDController(rtol, atol)``."""
     if solver != "euler" and solver not in ODE_SOLVERS:
@@ -69,28 +68,48 @@ def pf_ode_sampler(solver: str = "tsit5", ode_steps: int | None = None, rtol: fl
         if not ode_steps:
             raise ValueError("solver 'euler' needs a step count (ode_steps); adaptive steps need tsit5, dopri5, "
                              "heun or midpoint.")
-        return lambda model, x1: euler_ode(model, x1, grids.uniform(model.process, ode_steps))
+        return lambda model, x1, cond=None: euler_ode(model, x1, grids.uniform(model.process, ode_steps), cond=cond)[0]
     if ode_steps:
-        return lambda model, x1: ode_sample(model, x1, solver=solver, n_steps=ode_steps)[0]
-    return lambda model, x1: ode_sample(model, x1, solver=solver, rtol=rtol, atol=atol)[0]
+        return lambda model, x1, cond=None: ode_sample(model, x1, grids.uniform(model.process, ode_steps),
+                                                       cond=cond, solver=solver)[0]
+    return lambda model, x1, cond=None: ode_sample(model, x1, cond=cond, solver=solver, rtol=rtol, atol=atol)[0]
 
 
-def make_coupler(graphdef: nnx.GraphDef, rest: nnx.State, process: AbstractProcess, predicts: str,
-                 shape: tuple[int, ...], chunk_size: int, *, sampler: Callable[[Model, Array], Array],
-                 mesh: Mesh | None = None, dtype=jnp.float32) -> Callable[[Any, Array, Array], tuple[Array, Array]]:
-    """``couple(params, seed, i) -> (x1, x0)`` for chunk i, jitted once for every chunk.
+class Couplings(NamedTuple):
+    """Stored couples: noise x1 (N, ...), the flow's sample x0 (N, ...), and for a class-conditional
+    flow the label (N,) each sample was generated with (None otherwise)."""
+    x1: np.ndarray
+    x0: np.ndarray
+    labels: np.ndarray | None = None
 
-    The noise is drawn inside the compiled program; with a ``mesh`` it and the integration are
-    split over the mesh's ``data`` axis (``chunk_size`` must divide evenly), parameters replicated.
+
+def chunk_labels(seed: int | Array, i: int | Array, chunk_size: int, num_classes: int) -> Array:
+    """Labels of chunk i of a class-conditional flow's couplings, uniform over the classes."""
+    return jax.random.randint(jax.random.fold_in(chunk_key(seed, i), 1), (chunk_size,), 0, num_classes)
+
+
+def make_coupler(spec: ModelSpec, shape: tuple[int, ...], chunk_size: int, *, sampler: Callable[..., Array],
+                 mesh: Mesh | None = None, num_classes: int | None = None,
+                 dtype=jnp.float32) -> Callable[[Any, Array, Array], dict[str, Array]]:
+    """``couple(params, seed, i) -> {"x1", "x0"[, "labels"]}`` for chunk i, jitted once for every chunk.
+
+    The noise (and, with ``num_classes``, a uniform label per couple: the flow is integrated
+    conditioned on it) is drawn inside the compiled program; with a ``mesh`` it and the
+    integration are split over the mesh's ``data`` axis (``chunk_size`` must divide evenly),
+    parameters replicated.
     """
     shape = tuple(shape)
+    process = spec.process
 
     def couple(params, seed, i):
         x1 = chunk_noise(process, seed, i, chunk_size, shape, dtype)
+        labels = None if num_classes is None else chunk_labels(seed, i, chunk_size, num_classes)
         if mesh is not None:
             x1 = jax.lax.with_sharding_constraint(x1, NamedSharding(mesh, P("data")))
-        model = Model(nnx.merge(graphdef, params, rest), process, predicts)
-        return x1, sampler(model, x1)
+        out = {"x1": x1, "x0": sampler(spec.model(params), x1, labels)}
+        if labels is not None:
+            out["labels"] = labels
+        return out
 
     if mesh is None:
         return jax.jit(couple)
@@ -98,7 +117,7 @@ def make_coupler(graphdef: nnx.GraphDef, rest: nnx.State, process: AbstractProce
         raise ValueError(f"chunk size {chunk_size} does not split over {mesh.size} devices; "
                          f"use a multiple of {mesh.size}.")
     replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    return jax.jit(couple, in_shardings=(replicated, None, None), out_shardings=(split, split))
+    return jax.jit(couple, in_shardings=(replicated, None, None), out_shardings=split)
 
 
 def params_fingerprint(params) -> str:
@@ -158,7 +177,7 @@ def generate_couplings(couple: Callable, params, directory: str, *, num_couples:
     """Fill ``directory`` with ceil(num_couples / chunk_size) chunks; skip those already written.
 
     Args:
-      couple: ``couple(params, seed, i) -> (x1, x0)`` from ``make_coupler``.
+      couple: ``couple(params, seed, i) -> {"x1", "x0"[, "labels"]}`` from ``make_coupler``.
       params: the flow's parameters (EMA weights, usually).
       num_couples: rounded up to whole chunks (every chunk has the same shape: one compilation).
       meta: settings that identify the coupling set (solver, tolerances, weights...); stored in
@@ -191,14 +210,14 @@ def generate_couplings(couple: Callable, params, directory: str, *, num_couples:
     for i in todo:
         if should_stop is not None and should_stop(i):
             break
-        x1, x0 = couple(params, jnp.asarray(seed, jnp.uint32), jnp.asarray(i, jnp.uint32))
-        x1, x0 = _to_host(x1), _to_host(x0)
-        if not (np.all(np.isfinite(x0))):
+        arrays = {k: _to_host(v) for k, v in couple(params, jnp.asarray(seed, jnp.uint32),
+                                                     jnp.asarray(i, jnp.uint32)).items()}
+        if not (np.all(np.isfinite(arrays["x0"]))):
             bar.close()
             raise ValueError(f"chunk {i} of the couplings is not finite: the flow diverged; "
                              "check the run's samples or use a smaller ODE tolerance.")
         if is_writer:
-            _write_atomic(chunk_path(directory, i), {"x1": x1, "x0": x0, "index": np.asarray(i)})
+            _write_atomic(chunk_path(directory, i), dict(arrays, index=np.asarray(i)))
         bar.update(1)
     bar.close()
     if jax.process_count() > 1:  # the others read the chunks next: wait until process 0 has written them
@@ -209,9 +228,9 @@ def generate_couplings(couple: Callable, params, directory: str, *, num_couples:
     return dict(read_meta(directory) or meta, num_chunks=len(on_disk), num_couples=len(on_disk) * chunk_size)
 
 
-def load_couplings(directory: str, num_couples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(x1, x0), each (N, ...), from chunks 0, 1, ... in order; N = whole chunks covering ``num_couples``
-    (all chunks when None). Raises if a chunk that is needed is missing."""
+def load_couplings(directory: str, num_couples: int | None = None) -> Couplings:
+    """``Couplings(x1, x0, labels)``, each (N, ...), from chunks 0, 1, ... in order; N = whole chunks
+    covering ``num_couples`` (all chunks when None). Raises if a chunk that is needed is missing."""
     meta = read_meta(directory)
     chunks = existing_chunks(directory)
     if meta is None or not chunks:
@@ -221,9 +240,11 @@ def load_couplings(directory: str, num_couples: int | None = None) -> tuple[np.n
     if missing:
         raise ValueError(f"{directory} lacks chunk {missing[0]} of {n}; run the coupling generation again "
                          "to finish it (written chunks are kept).")
-    x1s, x0s = [], []
+    x1s, x0s, labels = [], [], []
     for i in range(n):
         with np.load(chunk_path(directory, i)) as z:
             x1s.append(z["x1"])
             x0s.append(z["x0"])
-    return np.concatenate(x1s), np.concatenate(x0s)
+            if "labels" in z:
+                labels.append(z["labels"])
+    return Couplings(np.concatenate(x1s), np.concatenate(x0s), np.concatenate(labels) if labels else None)

@@ -66,7 +66,7 @@ def flow_report(model: Model, x1: Array, reference: np.ndarray, *, distance: Dis
     out: dict[str, float] = {}
     x_ad = None
     if adaptive:
-        x_ad, stats = ode_sample(model, x1, cond, solver="tsit5", rtol=rtol, atol=atol)
+        x_ad, stats = ode_sample(model, x1, cond=cond, solver="tsit5", rtol=rtol, atol=atol)
         out["adaptive_nfe"] = float(stats["nfe"])
     if with_straightness:
         s = straightness(model, x1, grids.uniform(model.process, straightness_steps), cond)
@@ -74,7 +74,7 @@ def flow_report(model: Model, x1: Array, reference: np.ndarray, *, distance: Dis
         out["transport_cost"] = float(s["transport_cost"] if x_ad is None else coupling_cost(x1, x_ad))
     if distance is not None:
         for n in euler_steps:
-            x = euler_ode(model, x1, grids.uniform(model.process, n), cond)
+            x = euler_ode(model, x1, grids.uniform(model.process, n), cond=cond)[0]
             out[f"euler_{n}"] = distance(np.asarray(jax.device_get(x)), reference)
         if x_ad is not None:
             out["adaptive"] = distance(np.asarray(jax.device_get(x_ad)), reference)

@@ -1,12 +1,11 @@
 """k-rectified flow and distillation: flow matching on stored couples, with the standard train step.
 
-How the coupled noise reaches the objective: ``make_train_step`` feeds batches ``(x0, cond)``
-to ``objective(model, x0, key, cond=cond)`` and splits the whole batch pytree over the mesh's
-``data`` axis. A coupling batch is ``(x0, x1)`` with x1 in the ``cond`` slot, and ``coupled``
-turns an objective taking ``x1=`` into one that reads it from ``cond``. So the couples travel
-sharded exactly like data, and the train step, EMA, non-finite guard, checkpoints and loop are
-used unchanged. The price: the ``cond`` slot is taken, so class-conditional flows are not
-reflowed here (the commands refuse them).
+How the coupled noise reaches the objective: batches are mappings, and a coupling batch is
+``{"x0": x0, "x1": x1}`` (plus ``"cond"`` for a class-conditional flow, whose couplings keep
+the label each sample was generated with). ``make_train_step`` passes every field but x0 to
+the objective by keyword, and ``flow_matching(..., x1=...)`` uses the coupled noise in place
+of fresh noise. So the couples travel sharded exactly like data, and the train step, label
+dropout, EMA, non-finite guard, checkpoints and loop are used unchanged.
 
 Distillation is the same regression with t restricted to the Euler grid: ``grid_time(k)``
 draws t from {1, 1 - 1/k, ..., 1/k}. With k = 1 it is t = 1 and x_t = x1, and flow matching
@@ -28,8 +27,9 @@ from flax import nnx
 from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from genflow.data.pipeline import ArrayBatches, data_sharding
+from genflow.data.pipeline import IndexedBatches, data_sharding, put_local
 from genflow.models.model import Model
+from genflow.models.spec import ModelSpec
 from genflow.objectives.denoising import flow_matching
 from genflow.processes.base import AbstractProcess
 from genflow.samplers import grids
@@ -39,13 +39,13 @@ from genflow.training.state import TrainState
 
 
 def coupled(objective: Callable = flow_matching, **kwargs) -> Callable:
-    """``objective(model, x0, key, x1=cond, **kwargs)`` as a train-step objective whose batch
-    ``cond`` slot carries the coupled noise x1 (B, ...)."""
+    """``objective(model, x0, key, x1=..., **kwargs)`` as a train-step objective that requires the
+    batch's coupled noise ``x1`` (B, ...): a batch without couples is an error, not fresh noise."""
 
-    def objective_on_couples(model: Model, x0: Array, key: Array, *, cond: Array):
-        if cond is None:
-            raise ValueError("a coupled objective needs batches (x0, x1): the noise x1 rides in the cond slot.")
-        return objective(model, x0, key, x1=cond, **kwargs)
+    def objective_on_couples(model: Model, x0: Array, key: Array, *, x1: Array | None = None, cond: Any = None):
+        if x1 is None:
+            raise ValueError('a coupled objective needs batches {"x0", "x1"} of couples.')
+        return objective(model, x0, key, x1=x1, cond=cond, **kwargs)
 
     return objective_on_couples
 
@@ -71,17 +71,41 @@ def distillation(k: int = 1) -> Callable:
 
 def one_step_sample(model: Model, x1: Array, cond: Any = None) -> Array:
     """The one-step generator g(x1) = x1 - v(x1, t_max) (t_max - t_min) of a distilled flow."""
-    return euler_ode(model, x1, grids.uniform(model.process, 1), cond)
+    return euler_ode(model, x1, grids.uniform(model.process, 1), cond=cond)[0]
 
 
-def train_on_couples(graphdef: nnx.GraphDef, rest: nnx.State, process: AbstractProcess, predicts: str,
-                     params: nnx.State, tx: optax.GradientTransformation, x0: np.ndarray, x1: np.ndarray, *,
+class CoupleBatches(IndexedBatches):
+    """Epoch-shuffled batches ``{"x0", "x1"}`` (and ``"cond"`` with labels) of stored couples."""
+
+    def __init__(self, x0: np.ndarray, x1: np.ndarray, labels: np.ndarray | None, batch_size: int, **kwargs):
+        if x0.shape != x1.shape:
+            raise ValueError(f"couples must pair equal shapes, got x0 {x0.shape} and x1 {x1.shape}.")
+        self.x0, self.x1, self.labels = x0, x1, labels
+        super().__init__(lambda idx: (x0[idx], idx), len(x0), batch_size, prefetch=False, **kwargs)
+
+    def __next__(self):
+        i = self._position
+        idx = self.indices(i)
+        nproc, pid = jax.process_count(), jax.process_index()
+        idx = idx[pid * self.batch_size // nproc:(pid + 1) * self.batch_size // nproc]
+        self._position = i + 1
+        fields = {"x0": self.x0[idx], "x1": self.x1[idx]}
+        if self.labels is not None:
+            fields["cond"] = self.labels[idx]
+        if self.sharding is not None:
+            fields = {k: put_local(v, self.sharding, self.batch_size) for k, v in fields.items()}
+        return fields
+
+
+def train_on_couples(spec: ModelSpec, params: nnx.State, tx: optax.GradientTransformation, x0: np.ndarray,
+                     x1: np.ndarray, *, labels: np.ndarray | None = None, p_uncond: float = 0.0,
                      workdir: str, steps: int, batch_size: int, seed: int = 0, ema_decay: float = 0.999,
                      objective: Callable | None = None, mesh: Mesh | None = None, meta: dict | None = None,
                      log_every: int = 100, ckpt_every: int = 1000, keep: int = 2,
                      on_sample: Callable[[TrainState, int], None] | None = None, sample_every: int = 0,
                      progress: bool = True) -> tuple[TrainState, bool]:
-    """Train a flow on couples (x0[i], x1[i]) from ``params`` (e.g. the previous flow's EMA weights).
+    """Train a flow on couples (x0[i], x1[i]) from ``params`` (e.g. the previous flow's EMA weights);
+    with ``labels`` (N,) a class-conditional flow (label dropout ``p_uncond``).
 
     Checkpoints (state and data position, atomically) go to ``workdir/checkpoints``, metrics to
     ``workdir/metrics.jsonl``; a workdir with checkpoints is resumed to the same losses.
@@ -107,9 +131,9 @@ def train_on_couples(graphdef: nnx.GraphDef, rest: nnx.State, process: AbstractP
         state, saved = checkpointer.restore(state)
         position = int(saved["data_position"])
     sharding = data_sharding(mesh) if mesh is not None else None
-    batches = ArrayBatches(np.asarray(x0), batch_size, labels=np.asarray(x1), seed=seed, sharding=sharding,
-                           position=position)
-    step_fn = make_train_step(graphdef, rest, process, predicts, objective, tx, ema_decay=ema_decay, mesh=mesh)
+    batches = CoupleBatches(np.asarray(x0), np.asarray(x1), labels, batch_size, seed=seed, sharding=sharding,
+                            position=position)
+    step_fn = make_train_step(spec, objective, tx, ema_decay=ema_decay, p_uncond=p_uncond, mesh=mesh)
     state, stopped = train_loop(state, step_fn, batches, steps=steps, checkpointer=checkpointer, meta=meta,
                                 metrics_path=os.path.join(workdir, "metrics.jsonl"), log_every=log_every,
                                 ckpt_every=ckpt_every, on_sample=on_sample, sample_every=sample_every,

@@ -1,59 +1,77 @@
-"""DDPM's ancestral sampler on the discrete chain (Ho et al. 2020)."""
+"""DDPM's ancestral sampler on the discrete chain (Ho et al. 2020), on any subsequence of its steps."""
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from genflow.models.model import Model
-from genflow.samplers._common import finish, normal_like
+from genflow.samplers._common import Stats, _concrete, finish, need_key, normal_like, sampler
+from genflow.samplers.registry import register
 
 VARIANCES = ("beta", "posterior")
 
 
-@partial(jax.jit, static_argnames=("variance", "denoise"))
-def ancestral(model: Model, x1: Array, key: Array, cond: Any = None, *, variance: str = "posterior",
-              denoise: bool = True) -> Array:
-    """DDPM ancestral sampling over all K steps of a discrete ``DDPM`` process; 1 NFE per step.
-
-    x_{k-1} = (x_k - (b_k^2 / bbar_k) eps_hat(x_k, t_k)) / a_k + s_k z,  t_k = k / K,
-    with s_k = b_k (``variance="beta"``) or s_k = b_k bbar_{k-1} / bbar_k (``"posterior"``),
-    a_k = sqrt(1 - beta_k), b_k = sqrt(beta_k), bbar_k = sqrt(1 - abar_k^2) (seed equations, section 1).
-    The network sees t = k / K (``process.time_of_step``), never the integer k.
-
-    Steps k = K..2 run in the scan (noise from ``fold_in(key, K - k)``) and land on x_1 at
-    t_min = 1/K. DDPM's last step k = 1 adds no noise and, since bbar_1 = b_1, equals Tweedie's
-    E[x0 | x_1]: that is ``denoise=True`` (the default, as in DDPM); ``denoise=False`` returns x_1.
-
-    Args: x1 (B, ...) prior draw at t = 1 (``process.prior``); key a PRNG key;
-      variance one of "beta", "posterior".
-    Returns: x0 (B, ...).
-    Reference: Ho et al. 2020, Algorithm 2 and Sec. 3.2 (the two choices of sigma_t^2).
-    """
+def _check(model, x1, ts, **kwargs) -> None:
     process = model.process
     if not hasattr(process, "log_alpha_knots"):
         raise ValueError(f"ancestral sampling runs DDPM's discrete chain; got {type(process).__name__}. "
                          "Use genflow.processes.DDPM, or ddim(..., eta=1.0) for a continuous process.")
+    variance = kwargs.get("variance", "posterior")
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}.")
-    big_k = process.num_steps
-    betas = process.betas().astype(x1.dtype)
+    values = _concrete(ts)
+    if values is not None:
+        k = values * process.num_steps
+        if np.max(np.abs(k - np.round(k))) > 1e-3:
+            raise ValueError("ancestral: every time in ts must be one of DDPM's steps t_k = k / K; use "
+                             "process.timesteps() (all K steps) or a subsequence of it.")
+
+
+@sampler("ancestral", static_argnames=("variance", "denoise"), check=_check)
+def ancestral(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond: Any = None,
+              denoise: bool = False, variance: str = "posterior") -> tuple[Array, Stats]:
+    """DDPM ancestral sampling over the steps of a discrete ``DDPM`` process in ts; 1 NFE per step.
+
+    From step k (t = k / K) to an earlier step j (the next entry of ts), with a^2 = abar_k^2 / abar_j^2
+    and beta = 1 - a^2 (the chain respaced to the steps in ts; beta = beta_k when j = k - 1):
+        x_j = (x_k - (beta / bbar_k) eps_hat(x_k, t_k)) / a + s z,
+    s = sqrt(beta) (``variance="beta"``) or sqrt(beta) bbar_j / bbar_k (``"posterior"``),
+    bbar = sqrt(1 - abar^2) (seed equations, section 1). No noise is added on a step to j = 0,
+    where the mean is Tweedie's E[x0 | x_k] (DDPM's Algorithm 2, z = 0 at its last step).
+    The network sees t = k / K, never the integer k. Step i's noise is ``fold_in(key, i)``.
+
+    DDPM's own sampler is ``ts = process.timesteps()`` (K..0); ending at t_min = 1/K with
+    ``denoise=True`` gives the same numbers (bbar_1 = b_1, so DDPM's last step is Tweedie's).
+
+    Args: x1 (B, ...) prior draw at t = 1 (``process.prior``); ts DDPM steps k / K, decreasing;
+      key a PRNG key (required); variance one of "beta", "posterior".
+    Returns: (x at ts[-1], or E[x0 | x] there with ``denoise=True``, stats).
+    Reference: Ho et al. 2020, Algorithm 2 and Sec. 3.2 (the two choices of sigma_t^2); Nichol &
+      Dhariwal 2021, Sec. 4 (respacing a chain to a subsequence of its steps).
+    """
+    need_key("ancestral", key)
+    process = model.process
     log_abar = process.log_alpha_knots().astype(x1.dtype)            # k = 0..K
-    bbar = jnp.sqrt(-jnp.expm1(2.0 * log_abar))                       # bbar_0 = 0
-    a, b = jnp.sqrt(1.0 - betas), jnp.sqrt(betas)                     # index k - 1 for step k
-    if variance == "beta":
-        s = b
-    else:
-        s = b * bbar[:-1] / bbar[1:]
+    ks, js = process.step_of_time(ts[:-1]), process.step_of_time(ts[1:])
+    n = ts.shape[0] - 1
 
-    def step(x, i):
-        k = big_k - i                                                 # K, K-1, ..., 2
-        eps = model.eps(x, process.time_of_step(k).astype(x.dtype), cond)
-        mean = (x - (b[k - 1] ** 2 / bbar[k]) * eps) / a[k - 1]
-        return (mean + s[k - 1] * normal_like(key, i, x)).astype(x.dtype), None
+    def step(x, inputs):
+        k, j, i = inputs
+        beta = -jnp.expm1(2.0 * (log_abar[k] - log_abar[j]))
+        bbar_k, bbar_j = jnp.sqrt(-jnp.expm1(2.0 * log_abar[k])), jnp.sqrt(-jnp.expm1(2.0 * log_abar[j]))
+        eps = model.eps(x, k.astype(x.dtype) / process.num_steps, cond)   # t_k = k / K in x's precision
+        mean = (x - (beta / bbar_k) * eps) / jnp.sqrt(1.0 - beta)
+        scale = jnp.sqrt(beta) if variance == "beta" else jnp.sqrt(beta) * bbar_j / bbar_k
+        scale = jnp.where(j > 0, scale, 0.0)
+        return (mean + scale * normal_like(key, i, x)).astype(x.dtype), 1
 
-    x, _ = jax.lax.scan(step, x1, jnp.arange(big_k - 1))
-    return finish(model, x, process.time_of_step(1).astype(x.dtype), cond, denoise)
+    x, nfe = jax.lax.scan(step, x1, (ks, js, jnp.arange(n)))
+    return finish(model, x, js[-1].astype(x.dtype) / process.num_steps, cond, denoise, jnp.sum(nfe))
+
+
+register("ancestral", ancestral, summary="DDPM's ancestral sampler on its discrete steps (DDPM only)",
+         nfe_per_step="1", order="1 (weak)", stochastic=True, ddpm_only=True)

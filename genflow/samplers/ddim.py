@@ -1,7 +1,6 @@
 """DDIM for any Gaussian path (Song, Meng & Ermon 2021)."""
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import jax
@@ -9,12 +8,13 @@ import jax.numpy as jnp
 from jax import Array
 
 from genflow.models.model import Model
-from genflow.samplers._common import finish, normal_like, x0_and_eps
+from genflow.samplers._common import Stats, finish, need_key, normal_like, sampler, x0_and_eps
+from genflow.samplers.registry import register
 
 
-@partial(jax.jit, static_argnames=("eta", "denoise"))
-def ddim(model: Model, x1: Array, ts: Array, key: Array | None = None, cond: Any = None, *,
-         eta: float = 0.0, denoise: bool = False) -> Array:
+@sampler("ddim", static_argnames=("eta", "denoise"))
+def ddim(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond: Any = None,
+         denoise: bool = False, eta: float = 0.0) -> tuple[Array, Stats]:
     """DDIM with stochasticity eta for any Gaussian path; 1 NFE per step.
 
     From t to s < t, with x0_hat, eps_hat the model's E[x0 | x_t], E[eps | x_t]:
@@ -27,11 +27,11 @@ def ddim(model: Model, x1: Array, ts: Array, key: Array | None = None, cond: Any
 
     Args: x1 (B, ...) prior draw; ts (n+1,) decreasing from t_max to t_min; key a PRNG key
       (needed when eta > 0; step i's noise from ``fold_in(key, i)``); eta in [0, 1], static.
-    Returns: x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE).
+    Returns: (x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE), stats).
     Reference: Song, Meng & Ermon 2021, eq. 12 (and eq. 16 for c).
     """
-    if eta != 0.0 and key is None:
-        raise ValueError(f"ddim with eta={eta} draws noise: pass key=jax.random.PRNGKey(...).")
+    if eta != 0.0:
+        need_key(f"ddim with eta={eta}", key)
     process = model.process
     n = ts.shape[0] - 1
 
@@ -40,12 +40,16 @@ def ddim(model: Model, x1: Array, ts: Array, key: Array | None = None, cond: Any
         x0, eps = x0_and_eps(model, x, t, cond)
         a_s, s_s = process.alpha(s), process.sigma(s)
         if eta == 0.0:
-            return (a_s * x0 + s_s * eps).astype(x.dtype), None
+            return (a_s * x0 + s_s * eps).astype(x.dtype), 1
         # e^{lambda_t - lambda_s} written as a product, finite where alpha_t = 0 (rectified flow at t = 1).
         ratio = (process.alpha(t) * s_s) ** 2 / (a_s * process.sigma(t)) ** 2
         keep = jnp.sqrt(jnp.maximum(1.0 - eta**2 * (1.0 - ratio), 0.0))
         c = eta * s_s * jnp.sqrt(jnp.maximum(1.0 - ratio, 0.0))
-        return (a_s * x0 + s_s * keep * eps + c * normal_like(key, i, x)).astype(x.dtype), None
+        return (a_s * x0 + s_s * keep * eps + c * normal_like(key, i, x)).astype(x.dtype), 1
 
-    x, _ = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
-    return finish(model, x, ts[-1], cond, denoise)
+    x, nfe = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
+    return finish(model, x, ts[-1], cond, denoise, jnp.sum(nfe))
+
+
+register("ddim", ddim, summary="DDIM (eta = 0: deterministic; eta = 1: ancestral), any process", nfe_per_step="1",
+         order="1", stochastic=True, config={"eta": "eta"})

@@ -13,7 +13,6 @@ applied only where both ends have finite, positive noise level (EDM's "if sigma_
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any
 
 import jax
@@ -21,7 +20,8 @@ import jax.numpy as jnp
 from jax import Array
 
 from genflow.models.model import Model
-from genflow.samplers._common import finish, normal_like, x0_and_eps
+from genflow.samplers._common import Stats, finish, need_key, normal_like, sampler, x0_and_eps
+from genflow.samplers.registry import register
 
 
 def _churn(model: Model, x: Array, t: Array, z: Array, gamma: Array, s_noise: Array) -> tuple[Array, Array]:
@@ -52,14 +52,14 @@ def _gamma(model: Model, t: Array, n: int, s_churn: float, s_min: Array, s_max: 
     return jnp.where(inside, min(s_churn / n, math.sqrt(2.0) - 1.0), 0.0)
 
 
-def _step(model: Model, x: Array, t: Array, t_next: Array, cond: Any, heun: bool) -> Array:
-    """One Euler (DDIM) or Heun step of dy/ds = eps_hat from t to t_next, in x = alpha y."""
+def _step(model: Model, x: Array, t: Array, t_next: Array, cond: Any, heun: bool) -> tuple[Array, Array]:
+    """One Euler (DDIM) or Heun step of dy/ds = eps_hat from t to t_next, in x = alpha y; (x, NFE)."""
     process = model.process
     x0, eps = x0_and_eps(model, x, t, cond)
     a_next, sig_next = process.alpha(t_next), process.sigma(t_next)
     x_euler = a_next * x0 + sig_next * eps
     if not heun:
-        return x_euler
+        return x_euler, jnp.ones((), jnp.int32)
     a = process.alpha(t)
 
     def correct(_):
@@ -68,12 +68,14 @@ def _step(model: Model, x: Array, t: Array, t_next: Array, cond: Any, heun: bool
         ds = sig_next - a_next * process.sigma(t) / a
         return x_euler + 0.5 * ds * (eps2 - eps)
 
-    return jax.lax.cond((a > 0) & (sig_next > 0), correct, lambda _: x_euler, None)
+    corrected = (a > 0) & (sig_next > 0)
+    x_next = jax.lax.cond(corrected, correct, lambda _: x_euler, None)
+    return x_next, 1 + corrected.astype(jnp.int32)
 
 
 def _edm(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise, heun):
-    if s_churn != 0.0 and key is None:
-        raise ValueError(f"s_churn={s_churn} draws noise: pass key=jax.random.PRNGKey(...).")
+    if s_churn != 0.0:
+        need_key(f"s_churn={s_churn}", key)
     n = ts.shape[0] - 1
 
     def step(x, inputs):
@@ -81,19 +83,20 @@ def _edm(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise, heun
         if s_churn != 0.0:
             gamma = _gamma(model, t, n, s_churn, s_min, s_max)
             x, t = _churn(model, x, t, normal_like(key, i, x), gamma, s_noise)
-        return _step(model, x, t, t_next, cond, heun).astype(x1.dtype), None
+        x, nfe = _step(model, x, t, t_next, cond, heun)
+        return x.astype(x1.dtype), nfe
 
-    x, _ = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
-    return finish(model, x, ts[-1], cond, denoise)
+    x, nfe = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
+    return finish(model, x, ts[-1], cond, denoise, jnp.sum(nfe))
 
 
 _STATIC = ("s_churn", "denoise")
 
 
-@partial(jax.jit, static_argnames=_STATIC)
-def edm_heun(model: Model, x1: Array, ts: Array, key: Array | None = None, cond: Any = None, *,
-             s_churn: float = 0.0, s_min: float = 0.0, s_max: float = float("inf"), s_noise: float = 1.0,
-             denoise: bool = False) -> Array:
+@sampler("edm_heun", static_argnames=_STATIC)
+def edm_heun(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond: Any = None,
+             denoise: bool = False, s_churn: float = 0.0, s_min: float = 0.0, s_max: float = float("inf"),
+             s_noise: float = 1.0) -> tuple[Array, Stats]:
     """EDM's Heun sampler with optional stochastic churn, for any process (see the module docstring).
 
     Per step: churn (t_i, x_i) -> (t_hat, x_hat); d = eps_hat(x_hat, t_hat);
@@ -105,17 +108,17 @@ def edm_heun(model: Model, x1: Array, ts: Array, key: Array | None = None, cond:
       ``grids.karras(process, n)``); key a PRNG key, needed when s_churn > 0 (step i's churn
       noise from ``fold_in(key, i)``); s_churn (static), s_min, s_max, s_noise EDM's churn
       parameters, in units of the noise level s = sigma / alpha.
-    Returns: x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE; EDM's own grid
-      ends at sigma = 0, which is this last Euler step).
+    Returns: (x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE; EDM's own grid
+      ends at sigma = 0, which is this last Euler step), stats with the NFE counted per step).
     Reference: Karras et al. 2022, Algorithm 2 (and eq. 4 for processes with alpha != 1).
     """
     return _edm(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise, heun=True)
 
 
-@partial(jax.jit, static_argnames=_STATIC)
-def edm_euler(model: Model, x1: Array, ts: Array, key: Array | None = None, cond: Any = None, *,
-              s_churn: float = 0.0, s_min: float = 0.0, s_max: float = float("inf"), s_noise: float = 1.0,
-              denoise: bool = False) -> Array:
+@sampler("edm_euler", static_argnames=_STATIC)
+def edm_euler(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond: Any = None,
+              denoise: bool = False, s_churn: float = 0.0, s_min: float = 0.0, s_max: float = float("inf"),
+              s_noise: float = 1.0) -> tuple[Array, Stats]:
     """EDM's Euler sampler with optional churn: ``edm_heun`` without the correction; 1 NFE per step.
 
     y_{i+1} = y_hat + (s_{i+1} - s_hat) eps_hat(x_hat, t_hat), i.e. x_{i+1} = alpha_{i+1} x0_hat +
@@ -123,3 +126,9 @@ def edm_euler(model: Model, x1: Array, ts: Array, key: Array | None = None, cond
     Reference: Karras et al. 2022, Algorithm 2 without its lines 9-11.
     """
     return _edm(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise, heun=False)
+
+
+register("edm_heun", edm_heun, summary="EDM's Heun sampler (Algorithm 2, optional churn) in y = x / alpha",
+         nfe_per_step="2 (1 on a step to sigma = 0)", order="2", stochastic=True, config={"churn": "s_churn"})
+register("edm_euler", edm_euler, summary="EDM's Euler sampler (= DDIM with eta = 0 without churn)",
+         nfe_per_step="1", order="1", stochastic=True, config={"churn": "s_churn"})

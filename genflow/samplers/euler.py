@@ -1,7 +1,6 @@
 """Fixed-step Euler samplers: the probability-flow ODE and the reverse SDE, each one lax.scan."""
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import jax
@@ -9,35 +8,38 @@ import jax.numpy as jnp
 from jax import Array
 
 from genflow.models.model import Model
-from genflow.samplers._common import finish, normal_like
+from genflow.samplers._common import Stats, finish, need_key, normal_like, sampler
+from genflow.samplers.registry import register
 
 
-@partial(jax.jit, static_argnames="denoise")
-def euler_ode(model: Model, x1: Array, ts: Array, cond: Any = None, *, denoise: bool = False) -> Array:
+@sampler("euler_ode")
+def euler_ode(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond: Any = None,
+              denoise: bool = False) -> tuple[Array, Stats]:
     """Euler on the PF-ODE dx/dt = f x - g^2 score / 2 = model.velocity (Song et al. 2021, eq. 13).
 
-    x_s = x_t + (s - t) v(x_t, t) for consecutive (t, s) in ts; 1 NFE per step.
-    Args: x1 (B, ...) prior draw; ts (n+1,) decreasing from t_max to t_min.
-    Returns x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE).
+    x_s = x_t + (s - t) v(x_t, t) for consecutive (t, s) in ts; 1 NFE per step. ``key`` unused.
+    Args: x1 (B, ...) prior draw; ts (n+1,) decreasing from t_max to t_min; cond labels (B,).
+    Returns (x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE), stats).
     """
 
     def step(x, ts_pair):
         t, s = ts_pair
-        return x + (s - t) * model.velocity(x, t, cond), None
+        return x + (s - t) * model.velocity(x, t, cond), 1
 
-    x, _ = jax.lax.scan(step, x1, (ts[:-1], ts[1:]))
-    return finish(model, x, ts[-1], cond, denoise)
+    x, nfe = jax.lax.scan(step, x1, (ts[:-1], ts[1:]))
+    return finish(model, x, ts[-1], cond, denoise, jnp.sum(nfe))
 
 
-@partial(jax.jit, static_argnames="denoise")
-def euler_maruyama(model: Model, x1: Array, ts: Array, key: Array, cond: Any = None, *,
-                   denoise: bool = False) -> Array:
+@sampler("euler_maruyama")
+def euler_maruyama(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond: Any = None,
+                   denoise: bool = False) -> tuple[Array, Stats]:
     """Euler–Maruyama on the reverse SDE dx = [f x - g^2 score] dt + g dW_bar (Song et al. 2021, eq. 6).
 
     x_s = x_t - (t - s) [f x_t - g^2 score(x_t, t)] + g sqrt(t - s) z, z ~ N(0, I) drawn inside
     the step from ``fold_in(key, i)``; the last step adds no noise (its noise would be
-    left in the sample). Args and ``denoise`` as ``euler_ode``; key a PRNG key.
+    left in the sample). Args and ``denoise`` as ``euler_ode``; key a PRNG key (required).
     """
+    need_key("euler_maruyama", key)
     process = model.process
     n = ts.shape[0] - 1
 
@@ -47,7 +49,13 @@ def euler_maruyama(model: Model, x1: Array, ts: Array, key: Array, cond: Any = N
         drift = process.f(t) * x - g2 * model.score(x, t, cond)
         z = normal_like(key, i, x)
         noise_scale = jnp.where(i < n - 1, jnp.sqrt(g2 * (t - s)), 0.0)
-        return x - (t - s) * drift + noise_scale * z, None
+        return x - (t - s) * drift + noise_scale * z, 1
 
-    x, _ = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
-    return finish(model, x, ts[-1], cond, denoise)
+    x, nfe = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
+    return finish(model, x, ts[-1], cond, denoise, jnp.sum(nfe))
+
+
+register("euler_ode", euler_ode, summary="Euler on the PF-ODE in the process's own time t", nfe_per_step="1",
+         order="1", stochastic=False)
+register("euler_maruyama", euler_maruyama, summary="Euler–Maruyama on the reverse SDE (last step noiseless)",
+         nfe_per_step="1", order="1 (weak)", stochastic=True)

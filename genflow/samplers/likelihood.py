@@ -43,7 +43,7 @@ def _divergence_hutchinson(f: Callable[[Array], Array], x: Array, probes: Array)
 
 
 @partial(jax.jit, static_argnames=("trace", "probe", "num_probes", "solver", "max_steps", "prior_logp", "at_jumps"))
-def log_likelihood(model: Model, x0: Array, cond: Any = None, *, trace: str = "exact", key: Array | None = None,
+def log_likelihood(model: Model, x0: Array, *, cond: Any = None, trace: str = "exact", key: Array | None = None,
                    probe: str = "rademacher", num_probes: int = 1, rtol: float = 1e-5, atol: float = 1e-5,
                    solver: str = "tsit5", t0: Array | None = None, max_steps: int = 4096,
                    prior_logp: Callable[[Array], Array] | None = None,

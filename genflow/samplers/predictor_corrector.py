@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any
 
 import jax
@@ -10,7 +9,8 @@ import jax.numpy as jnp
 from jax import Array
 
 from genflow.models.model import Model
-from genflow.samplers._common import finish, normal_like
+from genflow.samplers._common import Stats, finish, need_key, normal_like, sampler
+from genflow.samplers.registry import register
 
 PREDICTORS = ("reverse_diffusion", "euler_maruyama")
 
@@ -33,10 +33,16 @@ def _predict(model: Model, predictor: str, x: Array, t: Array, s: Array, z: Arra
     return (2.0 - r) * x + big_g2 * score + jnp.sqrt(big_g2) * z
 
 
-@partial(jax.jit, static_argnames=("predictor", "n_corrector", "denoise"))
-def predictor_corrector(model: Model, x1: Array, ts: Array, key: Array, cond: Any = None, *,
-                        predictor: str = "reverse_diffusion", snr: float = 0.16, n_corrector: int = 1,
-                        denoise: bool = False) -> Array:
+def _check(model, x1, ts, **kwargs) -> None:
+    predictor = kwargs.get("predictor", "reverse_diffusion")
+    if predictor not in PREDICTORS:
+        raise ValueError(f"unknown predictor {predictor!r}; choose one of {', '.join(PREDICTORS)}.")
+
+
+@sampler("predictor_corrector", static_argnames=("predictor", "n_corrector", "denoise"), check=_check)
+def predictor_corrector(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond: Any = None,
+                        denoise: bool = False, predictor: str = "reverse_diffusion", snr: float = 0.16,
+                        n_corrector: int = 1) -> tuple[Array, Stats]:
     """Predictor–corrector sampler: one reverse-SDE predictor step, then Langevin corrector steps.
 
     Predictor from t to s < t, on the reverse SDE dx = [f x - g^2 score] dt + g dW_bar:
@@ -54,11 +60,10 @@ def predictor_corrector(model: Model, x1: Array, ts: Array, key: Array, cond: An
 
     Args: x1 (B, ...) prior draw; ts (n+1,) decreasing from t_max to t_min; key a PRNG key;
       snr the corrector's signal-to-noise ratio (score-SDE's default config uses 0.16).
-    Returns: x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE).
+    Returns: (x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE), stats).
     Reference: Song et al. 2021 (score-SDE), Algorithms 4 (VE) and 5 (VP), App. G.
     """
-    if predictor not in PREDICTORS:
-        raise ValueError(f"unknown predictor {predictor!r}; choose one of {', '.join(PREDICTORS)}.")
+    need_key("predictor_corrector", key)
     process = model.process
     n = ts.shape[0] - 1
     noise_norm = math.sqrt(math.prod(x1.shape[1:]))                   # E||z||^2 = D
@@ -74,7 +79,11 @@ def predictor_corrector(model: Model, x1: Array, ts: Array, key: Array, cond: An
             z = normal_like(keys[j + 1], 0, x)
             e = 2.0 * r2 * (snr * noise_norm / jnp.mean(_per_example_norm(score))) ** 2
             x = x + e * score + jnp.sqrt(2.0 * e) * z
-        return x.astype(x1.dtype), None
+        return x.astype(x1.dtype), 1 + n_corrector
 
-    x, _ = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
-    return finish(model, x, ts[-1], cond, denoise)
+    x, nfe = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
+    return finish(model, x, ts[-1], cond, denoise, jnp.sum(nfe))
+
+
+register("pc", predictor_corrector, summary="predictor–corrector: reverse-diffusion predictor + Langevin corrector",
+         nfe_per_step="2", order="1 (weak)", stochastic=True)

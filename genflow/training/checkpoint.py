@@ -40,6 +40,17 @@ class Checkpointer:
                                                                  meta=ocp.args.JsonRestore()))
         return out.state, out.meta
 
+    def restore_weights(self, like_params, step: int | None = None, field: str = "ema") -> tuple[int, Any]:
+        """(step, weights): only the ``field`` ("ema" or "params") of a saved TrainState, restored into
+        the structure of ``like_params``; the optimizer state is not read (orbax partial restore)."""
+        step = self.latest_step() if step is None else step
+        one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = {field: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), like_params)}
+        out = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                                         partial_restore=True), meta=ocp.args.JsonRestore()))
+        return int(out.meta.get("step", step)), out.state[field]
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 

@@ -10,11 +10,13 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from genflow.models.conditioning import drop_labels
 from genflow.models.model import Model
-from genflow.processes.base import AbstractProcess
+from genflow.models.spec import ModelSpec
 from genflow.training.state import TrainState
 
-Objective = Callable  # (model, x0, key, *, cond) -> (loss, metrics)
+LABEL_STREAM = 0x6C61626C  # "labl": label dropout's key, fold_in(step key, LABEL_STREAM)
+Objective = Callable  # (model, x0, key, *, cond=None, **batch fields) -> (loss, metrics)
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -28,30 +30,42 @@ def has_dropout_stream(rest: nnx.State) -> bool:
     return any(getattr(v, "tag", None) == "dropout" for v in jax.tree.leaves(rest, is_leaf=lambda v: isinstance(v, nnx.Variable)))
 
 
-def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, process: AbstractProcess, predicts: str,
-                    objective: Objective, tx: optax.GradientTransformation, *, ema_decay: float,
-                    mesh: Mesh | None = None):
-    """``train_step(state, (x0, cond)) -> (state, metrics)``, jitted with the state donated.
+def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTransformation, *, ema_decay: float,
+                    p_uncond: float = 0.0, mesh: Mesh | None = None):
+    """``train_step(state, batch) -> (state, metrics)``, jitted with the state donated.
+
+    ``batch`` is a mapping with ``"x0"`` (B, ...) and optionally ``"cond"`` (B,) integer labels
+    and any other per-example fields the objective takes by keyword (ReFlow's coupled noise
+    ``"x1"``): the objective is called as ``objective(model, x0, key, cond=..., x1=...)``.
+    For a class-conditional network (``spec.null_label`` set) each label is replaced by the null
+    label with probability ``p_uncond`` inside the step (label dropout, from the step's key).
 
     The state is replicated and the batch split over the mesh's ``data`` axis; XLA inserts
     the gradient all-reduce. A step whose loss or gradient norm is not finite keeps the old
     params, optimizer state and EMA (``metrics['skipped']`` = 1) but still advances ``step``
     so the RNG and data stream stay aligned with an uninterrupted run.
     """
-    reseed = has_dropout_stream(rest)
+    reseed = has_dropout_stream(spec.rest)
+    null = spec.null_label
+    if p_uncond and not 0.0 <= p_uncond <= 1.0:
+        raise ValueError(f"p_uncond must be in [0, 1], got {p_uncond}.")
 
-    def loss_fn(params, x0, cond, key):
+    def loss_fn(params, batch, key):
         # copy=True: reseeding mutates RNG variables, which must belong to this trace level.
-        net = nnx.merge(graphdef, params, rest, copy=True)
+        net = spec.net(params, copy=True)
         k_obj, k_drop = jax.random.split(key)
+        k_label = jax.random.fold_in(key, LABEL_STREAM)
         if reseed:
             nnx.reseed(net, dropout=k_drop)
-        return objective(Model(net, process, predicts), x0, k_obj, cond=cond)
+        extras = {k: v for k, v in batch.items() if k != "x0"}
+        if extras.get("cond") is not None and null is not None and p_uncond:
+            extras["cond"] = drop_labels(k_label, extras["cond"], p_uncond, null)
+        model = Model(net, spec.process, spec.parameterization)
+        return objective(model, batch["x0"], k_obj, **extras)
 
     def train_step(state: TrainState, batch):
-        x0, cond = batch
         key = jax.random.fold_in(state.key, state.step)
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, x0, cond, key)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, dict(batch), key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema, params)
