@@ -123,3 +123,98 @@ def test_reflow_and_distill_commands(capsys, tmp_path):
     rf2, d1 = load_run(workdir + "-2rf"), load_run(workdir + "-distill1")
     assert rf2.step == 3 and rf2.exp.train.batch_size == TINY.train.batch_size
     assert d1.step == 2 and d1.exp.train.batch_size == 16
+
+
+COND = C.Experiment(name="tinycond", data=C.Data(name="digits"), process=C.Process(name="vp"),
+                    net=C.Net(width=32, depth=1, num_classes=10), train=C.Train(batch_size=16, steps=4, log_every=2,
+                                                                                ckpt_every=4),
+                    sample=C.Sample(sampler="ddim", steps=3, num=16))
+
+
+def test_conditional_run_trains_and_samples_with_labels_and_guidance(capsys, tmp_path):
+    workdir = str(tmp_path / "cond")
+    train(COND, workdir, progress=False)
+    out = str(tmp_path / "g.npz")
+    code, err = run_cli(capsys, "sample", workdir, "--num", "12", "--labels", "3,7", "--guidance", "2",
+                        "--guidance-interval", "0.1,20", "--out", out)
+    assert code == 0, err
+    assert "guidance w=2 in (0.1, 20.0) (classifier-free)" in err
+    z = np.load(out)
+    assert z["samples"].shape == (12, 8, 8, 1) and np.isfinite(z["samples"]).all()
+    np.testing.assert_array_equal(z["labels"], [3, 7] * 6)
+    code, err = run_cli(capsys, "sample", workdir, "--num", "4", "--out", out)       # no labels: uniform, said so
+    assert code == 0 and "labels are drawn uniformly" in err
+    assert np.load(out)["labels"].shape == (4,)
+    code, err = run_cli(capsys, "sample", workdir, "--num", "20", "--labels", "all", "--out", out)
+    assert code == 0 and list(np.load(out)["labels"]) == list(range(10)) * 2
+    code, err = run_cli(capsys, "sample", workdir, "--num", "4", "--labels", "10", "--out", out)
+    assert code == 2 and "label 10 is not a class of this run; its classes are 0..9." in err
+    code, err = run_cli(capsys, "sample", workdir, "--num", "4", "--labels", "three", "--out", out)
+    assert code == 2 and "--labels takes class numbers" in err
+    # autoguidance: the same run as its own guide is the conditional model itself (exactly)
+    code, err = run_cli(capsys, "sample", workdir, "--num", "4", "--labels", "1", "--guidance", "3", "--guide",
+                        workdir, "--out", out)
+    assert code == 0 and "autoguidance" in err
+
+
+def test_unconditional_run_refuses_labels_and_cfg(capsys, tmp_path):
+    workdir = str(tmp_path / "run")
+    train(C.with_overrides(TINY, ["train.steps=2"]), workdir, progress=False)
+    out = str(tmp_path / "s.npz")
+    code, err = run_cli(capsys, "sample", workdir, "--num", "4", "--labels", "1", "--out", out)
+    assert code == 2 and "this run is unconditional" in err and not os.path.exists(out)
+    code, err = run_cli(capsys, "sample", workdir, "--num", "4", "--guidance", "1", "--out", out)
+    assert code == 2 and "needs a class-conditional run" in err and not os.path.exists(out)
+    code, err = run_cli(capsys, "train", "--set", "net.num_classes=10", "--set", "data.name=moons",
+                        "--workdir", str(tmp_path / "never"))
+    assert code == 2 and "has no labels" in err and not os.path.exists(str(tmp_path / "never"))
+
+
+def test_sampling_a_cifar10_run_needs_no_cifar10_files(capsys, tmp_path, monkeypatch):
+    """A run's config and checkpoint are all `genflow sample` reads: a CIFAR-10 (U-Net, EDM
+    preconditioning) run with no TFDS data anywhere samples; reading the data would fail."""
+    from genflow.cli import build
+    from genflow.training import Checkpointer, init_state, split_net
+
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "no_tfds"))
+    exp = C.Experiment(name="c10", data=C.Data(name="cifar10", data_dir=str(tmp_path / "no_tfds")),
+                       process=C.Process(name="vp"),
+                       net=C.Net(name="unet", channels=8, channel_mult=(1, 1), num_res_blocks=1, attn_resolutions=()),
+                       predicts="edm", weighting="edm", time_sampling="lognormal",
+                       sample=C.Sample(sampler="edm_heun", grid="karras", steps=2, num=8))
+    workdir = tmp_path / "c10"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(C.dumps(exp))
+    net = build.build_net(exp.net, (32, 32, 3), exp.train.dtype, 0)
+    _, params, _ = split_net(net)
+    ckpt = Checkpointer(str(workdir / "checkpoints"))
+    ckpt.save(1, init_state(params, build.build_optimizer(exp.optim), 0), {"step": 1, "data_position": 1})
+    ckpt.close()
+    with pytest.raises(C.ConfigError, match="not prepared"):
+        build.build_data(exp.data, 8, 0, None)
+    out = str(tmp_path / "c10.npz")
+    code, err = run_cli(capsys, "sample", str(workdir), "--num", "8", "--out", out)
+    assert code == 0, err
+    assert np.load(out)["samples"].shape == (8, 32, 32, 3)
+
+
+def test_conditional_reflow_and_distillation(capsys, tmp_path):
+    """A class-conditional rectified flow reflows: each couple keeps the label it was generated with,
+    and the 2-RF and the distilled sampler are conditional runs that sample with labels."""
+    from genflow.reflow import load_couplings
+
+    exp = C.Experiment(name="cflow", data=C.Data(name="digits"), process=C.Process(name="rectified_flow"),
+                       net=C.Net(width=32, depth=1, num_classes=10), predicts="velocity", objective="flow_matching",
+                       train=C.Train(batch_size=16, steps=2, log_every=1, ckpt_every=2),
+                       sample=C.Sample(sampler="euler_ode", steps=2, num=16, denoise=False))
+    workdir = str(tmp_path / "cflow")
+    train(exp, workdir, progress=False)
+    small = ["--num-couples", "32", "--ode-steps", "2", "--steps", "2", "--batch-size", "16"]
+    assert main(["reflow", workdir, *small]) == 0
+    assert main(["distill", workdir, *small]) == 0
+    c = load_couplings(os.path.join(workdir, "couplings"))
+    assert c.labels is not None and c.labels.shape == (32,) and set(c.labels.tolist()) <= set(range(10))
+    out = str(tmp_path / "d.npz")
+    code, err = run_cli(capsys, "sample", workdir + "-distill1", "--num", "8", "--labels", "4", "--out", out)
+    assert code == 0, err
+    assert list(np.load(out)["labels"]) == [4] * 8

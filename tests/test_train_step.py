@@ -8,10 +8,9 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from genflow.data import put_global
-from genflow.models import MLP
+from genflow.models import MLP, ModelSpec
 from genflow.objectives import denoising_score_matching
 from genflow.processes import VP
-from genflow.models import ModelSpec
 from genflow.training import init_state, make_mesh, make_optimizer, make_train_step, split_net
 
 
@@ -73,3 +72,25 @@ def test_non_finite_loss_skips_the_update():
     assert int(m["skipped"]) == 1 and int(state.step) == 1
     for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.params))):
         np.testing.assert_array_equal(a, b)
+
+
+def test_label_dropout_inside_the_step():
+    """p_uncond = 1 drops every label: the step equals the unconditional step (cond=None selects the
+    null label); p_uncond = 0 keeps them, and the conditional step differs."""
+    net = MLP((2,), width=16, depth=1, num_classes=3, rngs=nnx.Rngs(0))
+    assert net.null_label == 3
+    spec = ModelSpec.from_net(net, VP(), "eps")
+    _, params, _ = split_net(net)
+    tx = make_optimizer("adam", 1e-2)
+    x = _batches(1)[0]
+    labels = np.arange(32) % 3
+    after = {}
+    for name, p_uncond, batch in [("dropped", 1.0, {"x0": x, "cond": labels}), ("uncond", 0.0, {"x0": x}),
+                                  ("kept", 0.0, {"x0": x, "cond": labels})]:
+        step = make_train_step(spec, denoising_score_matching, tx, ema_decay=0.9, p_uncond=p_uncond)
+        state, m = step(init_state(jax.tree.map(jnp.copy, params), tx, seed=0), batch)
+        after[name] = (float(m["loss"]), jax.tree.leaves(state.params))
+    assert after["dropped"][0] == after["uncond"][0]
+    for a, b in zip(after["dropped"][1], after["uncond"][1]):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(after["kept"][1], after["uncond"][1]))
