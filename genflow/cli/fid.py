@@ -70,13 +70,15 @@ def _features_padded(extractor, images: np.ndarray, batch_size: int) -> np.ndarr
 
 
 def fid_command(run_dir: str, ref_stats: str, num: int = 50_000, batch_size: int = 250, seed: int = 0,
-                weights: str | None = None, *, progress: bool = True) -> float:
+                weights: str | None = None, *, overrides: list[str] = (), progress: bool = True) -> float:
     """FID of ``num`` samples from a run's EMA weights (its configured sampler) against reference
     statistics. Samples in [-1, 1] are rounded to uint8 as a PNG would store them, grey is
     repeated to RGB, then they go through pytorch-fid's preprocessing and network.
 
     Args: run_dir: a ``genflow train`` run; ref_stats: a pytorch-fid ``.npz``; batch_size: samples
-    per sampler call and per Inception pass; seed: sampler noise (chunk i uses fold_in(seed, i)).
+    per sampler call and per Inception pass; seed: sampler noise (chunk i uses fold_in(seed, i));
+    overrides: ``sample.*`` settings over the run's own (``guidance=1.5``, ``steps=35``, ...). A
+    class-conditional run is sampled with every class in turn (a uniform class mix).
     Returns: the FID (also printed)."""
     import jax
     from tqdm import tqdm
@@ -91,6 +93,11 @@ def fid_command(run_dir: str, ref_stats: str, num: int = 50_000, batch_size: int
     mu_ref, sigma_ref = load_stats(ref_stats)       # fail before anything is built or compiled
     extractor = InceptionFeatures(load_fid_inception(weights))
     run = load_run(run_dir)
+    from genflow import config as C
+    from genflow.cli import build
+
+    exp = C.with_overrides(run.exp, [f"sample.{o}" for o in overrides])
+    build.validate(exp)
     shape = run.shape
     if len(shape) != 3 or shape[-1] not in (1, 3):
         raise ConfigError(f"{run_dir} generates data of shape {shape}, not images (H, W, 1 or 3); FID needs images.")
@@ -98,7 +105,7 @@ def fid_command(run_dir: str, ref_stats: str, num: int = 50_000, batch_size: int
         raise ConfigError(f"{ref_stats} holds statistics of {mu_ref.shape[0]}-d features, not Inception pool3's 2048; "
                           "write it with `genflow fid-stats`.")
     chunk = min(batch_size, num)
-    generate = make_generator(run.eval_spec, shape, run.exp.sample, chunk, run.mesh)
+    generate = make_generator(run.eval_spec, shape, exp.sample, chunk, run.mesh)
     num_classes = run.exp.net.num_classes   # a conditional run: every class in turn, so the mix is uniform
     key = jax.random.PRNGKey(seed)
     feats = np.empty((num, 2048), np.float64)

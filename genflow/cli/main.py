@@ -120,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--weights", default=None, help="pt_inception-2015-12-05-6726825d.pth "
                    "(default: $GENFLOW_CACHE or ~/.cache/genflow, downloaded once where there is internet)")
+    f.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="classifier-free guidance scale of a conditional run (classes in turn, so the mix is uniform)")
+    f.add_argument("--guidance-interval", default=None, metavar="LO,HI")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any sample.* setting, e.g. --set steps=35 --set sampler=edm_heun")
 
     fs = sub.add_parser("fid-stats", help="reference FID statistics (pytorch-fid .npz) of a TFDS data set")
     fs.add_argument("dataset", help="mnist, fashion_mnist, cifar10 or celeb_a")
@@ -184,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fid":
             from genflow.cli.fid import fid_command
 
-            fid_command(args.run_dir, args.ref, args.num, args.batch_size, args.seed, args.weights)
+            named = [f"{k}={v}" for k, v in [("guidance", args.guidance), ("guidance_interval", args.guidance_interval)]
+                     if v is not None]
+            fid_command(args.run_dir, args.ref, args.num, args.batch_size, args.seed, args.weights,
+                        overrides=named + args.set)
             return 0
         if args.command == "fid-stats":
             from genflow.cli.fid import fid_stats_command

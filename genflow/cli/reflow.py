@@ -97,7 +97,10 @@ def ensure_couplings(run, run_dir: str, *, num_couples: int, seed: int, chunk_si
 def _report_lines(label_models: list[tuple[str, Model]], run, seed: int, steps=(1,)) -> list[str]:
     from genflow.cli import build
 
-    data = build.build_data(run.exp.data, run.exp.train.batch_size, run.exp.train.seed, None)
+    try:
+        data = build.build_data(run.exp.data, run.exp.train.batch_size, run.exp.train.seed, None)
+    except ConfigError as e:  # training on the couplings needed no data; the report measures against it
+        return [f"(no report: the run's data set cannot be opened here: {e})"]
     name, distance = default_distance(run.shape)
     reference = np.asarray(data.reference)
     n = 2000 if len(run.shape) == 1 else len(data.heldout)
