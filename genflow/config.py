@@ -82,6 +82,7 @@ class Train:
     ckpt_every: int = 1000
     keep: int = 2
     p_uncond: float = 0.1           # class-conditional nets: labels replaced by the null label with this probability
+    max_skipped: int = 100          # stop after this many consecutive non-finite steps (0: never stop)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def save_samples(x: np.ndarray, path: str, reference: np.ndarray | None = None) 
 def loss_curve(metrics_path: str, path: str) -> None:
     """Plot the ``loss`` column of a metrics.jsonl against ``step`` (log scale where positive)."""
     rows = [json.loads(line) for line in open(metrics_path) if line.strip()]
-    rows = [r for r in rows if "loss" in r]
+    rows = [r for r in rows if r.get("loss") is not None]
     if not rows:
         return
     plt = _plt()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
@@ -54,16 +55,46 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
                        ("sample.steps", exp.sample.steps), ("sample.num", exp.sample.num)]:
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}.")
+    for key, value in C.flat_keys(exp).items():
+        if isinstance(value, float) and not math.isfinite(value) and key not in _MAY_BE_INF:
+            raise ConfigError(f"{key} must be a finite number, got {value}.")
     if not 0.0 <= exp.optim.ema_decay < 1.0:
         raise ConfigError(f"optim.ema_decay must be in [0, 1), got {exp.optim.ema_decay}.")
     if exp.optim.lr <= 0:
         raise ConfigError(f"optim.lr must be positive, got {exp.optim.lr}.")
+    for key, value in [("optim.b1", exp.optim.b1), ("optim.b2", exp.optim.b2)]:
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"{key} must be in [0, 1), got {value}.")
+    if exp.optim.grad_clip is not None and exp.optim.grad_clip <= 0:
+        raise ConfigError(f"optim.grad_clip must be positive (or None for no clipping), got {exp.optim.grad_clip}.")
+    for key, value in [("optim.warmup_steps", exp.optim.warmup_steps), ("optim.weight_decay", exp.optim.weight_decay),
+                       ("train.sample_every", exp.train.sample_every), ("data.holdout", exp.data.holdout),
+                       ("train.max_skipped", exp.train.max_skipped)]:
+        if value < 0:
+            raise ConfigError(f"{key} must be zero or positive, got {value}.")
+    for key, value in [("train.keep", exp.train.keep), ("net.width", exp.net.width), ("net.depth", exp.net.depth),
+                       ("net.emb_dim", exp.net.emb_dim), ("net.channels", exp.net.channels),
+                       ("net.num_res_blocks", exp.net.num_res_blocks)]:
+        if value <= 0:
+            hint = " (the number of checkpoints kept; 0 would delete them all)" if key == "train.keep" else ""
+            raise ConfigError(f"{key} must be positive{hint}, got {value}.")
+    if not exp.net.channel_mult or min(exp.net.channel_mult) <= 0:
+        raise ConfigError(f"net.channel_mult must be positive multipliers, e.g. 2,2,2; got {exp.net.channel_mult}.")
+    if not 0.0 <= exp.net.dropout < 1.0:
+        raise ConfigError(f"net.dropout must be in [0, 1), got {exp.net.dropout}.")
+    if exp.data.name == "folder" and (exp.data.image_size <= 0 or exp.data.channels not in (1, 3)):
+        raise ConfigError(f"a folder data set needs data.image_size > 0 and data.channels 1 or 3, got "
+                          f"{exp.data.image_size} and {exp.data.channels}.")
     n_dev = jax.device_count()
     if exp.train.batch_size % n_dev:
         raise ConfigError(f"train.batch_size {exp.train.batch_size} does not split over {n_dev} devices; "
                           f"use a multiple of {n_dev}.")
+    _check_process_values(exp.process)
     process = build_process(exp.process)
     sampler_info(exp.sample, process)
+    if exp.process.name == "rectified_flow" and exp.predicts in ("eps", "score"):
+        raise ConfigError(f"predicts={exp.predicts} is singular on rectified flow: turning it into x0 divides by "
+                          "alpha = 1 - t, which is 0 at t = 1 where sampling starts; use predicts=velocity (or edm).")
     if exp.sigma_data <= 0:
         raise ConfigError(f"sigma_data must be positive, got {exp.sigma_data}.")
     if not 0.0 <= exp.train.p_uncond <= 1.0:
@@ -75,6 +106,30 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
                                          or not exp.sample.guidance_interval[0] < exp.sample.guidance_interval[1]):
         raise ConfigError(f"sample.guidance_interval takes two noise levels lo,hi with lo < hi, got "
                           f"{exp.sample.guidance_interval}.")
+
+
+_MAY_BE_INF = ("sample.guidance_interval",)
+
+
+def _check_process_values(cfg: C.Process) -> None:
+    """Process parameters that would give NaN or a reversed path, before the process is built."""
+    v = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    if v["beta_min"] is not None and v["beta_min"] < 0:
+        raise ConfigError(f"process.beta_min must be zero or positive, got {v['beta_min']}.")
+    if v["beta_max"] is not None and v["beta_max"] <= (v["beta_min"] or 0.0):
+        raise ConfigError(f"process.beta_max must exceed process.beta_min, got {v['beta_max']}.")
+    if v["sigma_min"] is not None and v["sigma_min"] <= 0:
+        raise ConfigError(f"process.sigma_min must be positive, got {v['sigma_min']}.")
+    if v["sigma_min"] is not None and v["sigma_max"] is not None and v["sigma_min"] >= v["sigma_max"]:
+        raise ConfigError(f"process.sigma_min ({v['sigma_min']}) must be below process.sigma_max ({v['sigma_max']}).")
+    if v["sigma_max"] is not None and v["sigma_max"] <= 0:
+        raise ConfigError(f"process.sigma_max must be positive, got {v['sigma_max']}.")
+    if v["rho"] is not None and v["rho"] <= 0:
+        raise ConfigError(f"process.rho must be positive, got {v['rho']}.")
+    if v["t_min"] is not None and not 0.0 <= v["t_min"] < 1.0:
+        raise ConfigError(f"process.t_min must be in [0, 1), got {v['t_min']}.")
+    if v["num_steps"] is not None and v["num_steps"] < 2:
+        raise ConfigError(f"process.num_steps must be at least 2, got {v['num_steps']}.")
 
 
 def check_guidance(exp: C.Experiment, guide: str | None = None) -> None:

@@ -8,6 +8,7 @@ import sys
 
 from genflow import config as C
 from genflow.config import ConfigError
+from genflow.training.loop import TrainingDiverged
 
 
 def load_experiment(path: str | None) -> C.Experiment:
@@ -223,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"genflow: error: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"genflow: error: {e}", file=sys.stderr)
+        return 1
     return 1
 
 

@@ -206,6 +206,7 @@ def evaluate(exp: C.Experiment, spec: ModelSpec, mesh, params, data: build.DataB
             exp.net.num_classes, None, n, seed, announce=False)
     generate = make_generator(spec, tuple(data.shape), exp.sample, n, mesh)
     x = np.asarray(generate(params, jax.random.PRNGKey(seed + 7), labels))
+    check_finite(x, "evaluation samples")
     if x.ndim == 4 and x.shape[1:] == (8, 8, 1):
         from genflow.metrics import frechet_digits_distance
 
@@ -286,7 +287,7 @@ def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bo
                                 metrics_path=metrics_path, log_every=exp.train.log_every,
                                 ckpt_every=exp.train.ckpt_every, sample_every=exp.train.sample_every,
                                 on_sample=on_sample, tensorboard_dir=os.path.join(workdir, "tensorboard"),
-                                progress=progress)
+                                progress=progress, max_skipped=exp.train.max_skipped)
     checkpointer.close()
     summary = {"workdir": workdir, "step": int(jax.device_get(state.step)), "stopped": stopped}
     if os.path.exists(metrics_path):
@@ -451,7 +452,7 @@ def eval_run(workdir: str, seed: int = 0) -> list[str]:
         lines = [json.loads(line) for line in open(metrics_path) if line.strip()]
         if lines:
             last = lines[-1]
-            rows += [("training loss (last log)", f"{last['loss']:.4g}"),
+            rows += [("training loss (last log)", "none finite" if last.get("loss") is None else f"{last['loss']:.4g}"),
                      ("steps/s (last log)", f"{last['steps_per_s']:.1f}"),
                      ("skipped non-finite steps", f"{sum(r.get('skipped', 0) for r in lines)}")]
     metrics = evaluate(run.exp, run.eval_spec, run.mesh, run.params, data, seed)

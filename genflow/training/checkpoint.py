@@ -46,9 +46,14 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract = {field: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), like_params)}
-        out = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-                                         partial_restore=True), meta=ocp.args.JsonRestore()))
+        self.manager.wait_until_finished()
+        # A manager of its own: one that saved "state" with the standard handler will not restore
+        # it with the partial PyTree handler.
+        with ocp.CheckpointManager(self.directory) as reader:
+            out = reader.restore(step, args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(item=abstract,
+                                             restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                                             partial_restore=True), meta=ocp.args.JsonRestore()))
         return int(out.meta.get("step", step)), out.state[field]
 
     def wait(self) -> None:

@@ -27,6 +27,18 @@ def _truncate_metrics(path: str, last_step: int) -> None:
     os.replace(path + ".tmp", path)
 
 
+class TrainingDiverged(RuntimeError):
+    """Every step of a long stretch was non-finite: training stopped, the checkpoints keep the last
+    finite state."""
+
+
+def _finite_mean(values) -> float | None:
+    """Mean of the finite values (None where there are none: strict JSON has no NaN)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else None
+
+
 class _StopFlag:
     """Turns SIGTERM/SIGINT into a flag the loop checks between steps (then it saves and stops)."""
 
@@ -54,8 +66,14 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
                checkpointer: Checkpointer | None = None, meta: dict[str, Any] | None = None,
                metrics_path: str | None = None, log_every: int = 50, ckpt_every: int = 500,
                sample_every: int = 0, on_sample: Callable[[TrainState, int], None] | None = None,
-               tensorboard_dir: str | None = None, progress: bool = True) -> tuple[TrainState, bool]:
+               tensorboard_dir: str | None = None, progress: bool = True,
+               max_skipped: int = 0) -> tuple[TrainState, bool]:
     """Run ``train_step`` from ``state.step`` to ``steps``. Returns (state, stopped_by_signal).
+
+    A logged row's loss and grad_norm are the means of the window's finite steps (None if it has
+    none) beside the count of skipped steps. With ``max_skipped`` > 0, that many consecutive
+    skipped steps (seen at log time) raise ``TrainingDiverged``: the skipped steps changed
+    nothing, so the checkpoints on disk keep the last finite state.
 
     Metrics stay on device between logs (the only host sync is every ``log_every`` steps).
     ``batches.position`` (batches consumed) is saved with each checkpoint beside ``meta``.
@@ -70,33 +88,45 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
     bar = tqdm(total=steps, initial=start, disable=not progress, dynamic_ncols=True, desc="train",
                file=sys.stderr)
     last_time, last_step = time.perf_counter(), start
+    consecutive = 0
 
     def save(step: int) -> None:
         if checkpointer is not None:
             checkpointer.save(step, state, dict(meta or {}, data_position=int(batches.position), step=step))
 
     def log(step: int) -> None:
-        nonlocal pending, last_time, last_step
+        nonlocal pending, last_time, last_step, consecutive
         if not pending:
             return
         host = jax.device_get(pending)
         now = time.perf_counter()
+        skipped = [int(m["skipped"]) for m in host]
         row = {"step": step,
-               "loss": float(np.mean([m["loss"] for m in host])),
-               "grad_norm": float(np.mean([m["grad_norm"] for m in host])),
-               "skipped": int(sum(int(m["skipped"]) for m in host)),
+               "loss": _finite_mean([m["loss"] for m, k in zip(host, skipped) if not k]),
+               "grad_norm": _finite_mean([m["grad_norm"] for m, k in zip(host, skipped) if not k]),
+               "skipped": int(sum(skipped)),
                "steps_per_s": (step - last_step) / max(now - last_time, 1e-9)}
+        for k in skipped:
+            consecutive = consecutive + 1 if k else 0
         if row["skipped"]:
-            tqdm.write(f"genflow: warning: loss was not finite at {row['skipped']} of the {len(host)} steps "
-                       f"before step {step:,}; those updates were skipped, no checkpoint was touched. "
-                       "Try a lower optim.lr.", file=sys.stderr)
+            tqdm.write(f"genflow: warning: the loss, gradient or update was not finite at {row['skipped']} of the "
+                       f"{len(host)} steps before step {step:,}; those updates were skipped (parameters, EMA and "
+                       "checkpoints keep the last finite values). Try a lower optim.lr.", file=sys.stderr)
         if metrics_path:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
         if writer is not None:
-            writer.scalars(step, {k: v for k, v in row.items() if k != "step"})
-        bar.set_postfix(loss=f"{row['loss']:.4g}")
+            writer.scalars(step, {k: v for k, v in row.items() if k != "step" and v is not None})
+        if row["loss"] is not None:
+            bar.set_postfix(loss=f"{row['loss']:.4g}")
         pending, last_time, last_step = [], now, step
+        if max_skipped and consecutive >= max_skipped:
+            last = checkpointer.latest_step() if checkpointer is not None else None
+            where = f"the last checkpoint (step {last:,}) holds the last finite state" if last is not None \
+                else "no checkpoint was written"
+            raise TrainingDiverged(f"the last {consecutive} training steps (to step {step:,}) were all non-finite, so "
+                                   f"training stopped; {where}. Lower optim.lr or check the data for NaNs "
+                                   "(train.max_skipped sets how many to allow).")
 
     stopped = False
     with _StopFlag() as stop:
@@ -105,7 +135,13 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
             pending.append(metrics)
             bar.update(1)
             if step % log_every == 0 or step == steps or stop.raised:
-                log(step)
+                try:
+                    log(step)
+                except TrainingDiverged:
+                    bar.close()
+                    if checkpointer is not None:
+                        checkpointer.wait()
+                    raise
             if step % ckpt_every == 0 or step == steps or stop.raised:
                 save(step)
             if on_sample is not None and sample_every and step % sample_every == 0 and step != steps:

@@ -41,7 +41,7 @@ def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTra
     label with probability ``p_uncond`` inside the step (label dropout, from the step's key).
 
     The state is replicated and the batch split over the mesh's ``data`` axis; XLA inserts
-    the gradient all-reduce. A step whose loss or gradient norm is not finite keeps the old
+    the gradient all-reduce. A step whose loss, gradient norm or update is not finite keeps the old
     params, optimizer state and EMA (``metrics['skipped']`` = 1) but still advances ``step``
     so the RNG and data stream stay aligned with an uninterrupted run.
     """
@@ -70,7 +70,9 @@ def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTra
         params = optax.apply_updates(state.params, updates)
         ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema, params)
         grad_norm = optax.tree.norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        # The update is checked too: a finite gradient can still make non-finite parameters (a NaN
+        # learning rate, an optimizer state that overflowed), and those must never reach a checkpoint.
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(updates))
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
         new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
                                opt_state=keep(opt_state, state.opt_state), ema=keep(ema, state.ema),
