@@ -280,10 +280,10 @@ def train_gan(cfg: GANConfig, data: Callable[[Array, int], Array] | np.ndarray, 
     state, step_fn, g = build_gan(cfg, data_shape, mesh)
     os.makedirs(workdir, exist_ok=True)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    position = 0
+    position, pending = 0, None
     if checkpointer.latest_step() is not None:
         state, meta = checkpointer.restore(state)
-        position = int(meta["data_position"])
+        position, pending = int(meta["data_position"]), meta.get("pending_metrics")
     sharding = data_sharding(mesh) if mesh is not None else None
     if callable(data):
         batches = SampledBatches(data, batch, seed=cfg.seed, position=position, sharding=sharding)
@@ -292,7 +292,7 @@ def train_gan(cfg: GANConfig, data: Callable[[Array, int], Array] | np.ndarray, 
     state, _ = train_loop(state, step_fn, batches, steps=steps or cfg.steps, checkpointer=checkpointer,
                           meta={"gan": cfg.critic_objective}, metrics_path=os.path.join(workdir, "metrics.jsonl"),
                           log_every=log_every, ckpt_every=ckpt_every, sample_every=sample_every, on_sample=on_sample,
-                          progress=progress)
+                          progress=progress, pending=pending)
     checkpointer.close()
     return state, g
 

@@ -65,3 +65,31 @@ def test_sigterm_saves_then_resume_continues(tmp_path):
     ref = str(tmp_path / "ref")
     train(C.with_overrides(TINY, [f"train.steps={total}", "train.ckpt_every=100000"]), ref, progress=False)
     assert losses(workdir) == losses(ref)
+
+
+def test_resume_uses_the_runs_own_config_and_logs_identical_rows(tmp_path, capsys):
+    """Stopped at a step that is not a multiple of log_every, a run resumed with only
+    `--workdir W --resume` (its config.json, including the --set flags it was started with)
+    logs exactly the rows of an uninterrupted run."""
+    from genflow.cli.main import main
+
+    flags = ["--set", "data.name=moons", "--set", "process.name=rectified_flow", "--set", "predicts=velocity",
+             "--set", "objective=flow_matching", "--set", "net.width=24", "--set", "net.depth=1",
+             "--set", "train.batch_size=16", "--set", "train.log_every=4", "--set", "train.ckpt_every=3",
+             "--set", "sample.sampler=euler_ode", "--set", "sample.steps=2", "--set", "sample.num=16"]
+    full, part = str(tmp_path / "full"), str(tmp_path / "part")
+    assert main(["train", *flags, "--set", "train.steps=10", "--workdir", full, "--no-progress"]) == 0
+    assert main(["train", *flags, "--set", "train.steps=7", "--workdir", part, "--no-progress"]) == 0
+    import shutil
+
+    shutil.rmtree(os.path.join(part, "checkpoints", "7"))      # died after step 7, before its save: resume at 6
+    assert main(["train", "--workdir", part, "--resume", "--set", "train.steps=10", "--no-progress"]) == 0
+    assert json.load(open(os.path.join(part, "config.json")))["net"]["width"] == 24
+    assert losses(part) == losses(full) and sorted(losses(full)) == [4, 8, 10]
+    capsys.readouterr()
+    empty = str(tmp_path / "empty")
+    assert main(["train", *flags, "--set", "train.steps=2", "--set", "train.ckpt_every=5", "--workdir", empty,
+                 "--no-progress"]) == 0
+    shutil.rmtree(os.path.join(empty, "checkpoints", "2"))
+    assert main(["train", "--workdir", empty, "--resume"]) == 2
+    assert "has no checkpoint left to continue from" in capsys.readouterr().err

@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("experiment", nargs="?", help="experiment file, e.g. experiments/moons_flow.py")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--workdir", help="run directory (default: runs/<name>, or the next free runs/<name>-N)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --workdir from its last checkpoint")
+    t.add_argument("--resume", action="store_true", help="continue the run in --workdir from its last checkpoint, "
+                   "with its own config.json (no experiment needed; --set train.steps=N extends it)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="draw samples from a trained run's EMA weights")
@@ -151,16 +152,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{key} = {value!r}")
             return 0
         if args.command == "train":
-            exp = C.with_overrides(load_experiment(args.experiment), args.set)
             if args.resume and not args.workdir:
                 raise ConfigError("--resume needs the --workdir of the run to continue.")
-            workdir = args.workdir or _default_workdir(exp.name)
-            from genflow.cli.run import train
+            from genflow.cli.run import read_config, train
 
+            if args.resume and args.experiment is None:
+                # continue exactly the run on disk: its own config.json (with the flags it was started with)
+                base = read_config(args.workdir)
+            else:
+                base = load_experiment(args.experiment)
+            exp = C.with_overrides(base, args.set)
+            workdir = args.workdir or _default_workdir(exp.name)
             summary = train(exp, workdir, resume=args.resume, progress=not args.no_progress)
             if summary["stopped"]:
                 print(f"stopped at step {summary['step']:,}; checkpoint saved. Continue with "
-                      f"`genflow train {args.experiment or ''} --workdir {workdir} --resume`.".replace("  ", " "),
+                      f"`genflow train --workdir {workdir} --resume` (it reads the run's own config.json).",
                       file=sys.stderr)
                 return 143
             for line in summary.get("report", []):

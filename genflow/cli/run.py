@@ -263,10 +263,14 @@ def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bo
     ckpt_dir = os.path.join(workdir, "checkpoints")
     os.makedirs(workdir, exist_ok=True)
     checkpointer = Checkpointer(ckpt_dir, keep=exp.train.keep)
-    state = parts.state
-    if resume and checkpointer.latest_step() is not None:
+    state, pending = parts.state, None
+    if resume:
+        if checkpointer.latest_step() is None:
+            raise ConfigError(f"--resume was given but {workdir} has no checkpoint left to continue from; drop "
+                              f"--resume and use a new --workdir to start over.")
         state, meta = restore(checkpointer, state, workdir)
         parts.data.batches.position = int(meta["data_position"])
+        pending = meta.get("pending_metrics")
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(C.dumps(exp))
     step_fn = make_train_step(parts.spec, build.build_objective(exp, parts.process), parts.tx,
@@ -287,7 +291,7 @@ def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bo
                                 metrics_path=metrics_path, log_every=exp.train.log_every,
                                 ckpt_every=exp.train.ckpt_every, sample_every=exp.train.sample_every,
                                 on_sample=on_sample, tensorboard_dir=os.path.join(workdir, "tensorboard"),
-                                progress=progress, max_skipped=exp.train.max_skipped)
+                                progress=progress, max_skipped=exp.train.max_skipped, pending=pending)
     checkpointer.close()
     summary = {"workdir": workdir, "step": int(jax.device_get(state.step)), "stopped": stopped}
     if os.path.exists(metrics_path):

@@ -126,10 +126,10 @@ def train_on_couples(spec: ModelSpec, params: nnx.State, tx: optax.GradientTrans
         state = jax.device_put(state, NamedSharding(mesh, P()))
     os.makedirs(workdir, exist_ok=True)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=keep)
-    position = 0
+    position, pending = 0, None
     if checkpointer.latest_step() is not None:
         state, saved = checkpointer.restore(state)
-        position = int(saved["data_position"])
+        position, pending = int(saved["data_position"]), saved.get("pending_metrics")
     sharding = data_sharding(mesh) if mesh is not None else None
     batches = CoupleBatches(np.asarray(x0), np.asarray(x1), labels, batch_size, seed=seed, sharding=sharding,
                             position=position)
@@ -137,6 +137,6 @@ def train_on_couples(spec: ModelSpec, params: nnx.State, tx: optax.GradientTrans
     state, stopped = train_loop(state, step_fn, batches, steps=steps, checkpointer=checkpointer, meta=meta,
                                 metrics_path=os.path.join(workdir, "metrics.jsonl"), log_every=log_every,
                                 ckpt_every=ckpt_every, on_sample=on_sample, sample_every=sample_every,
-                                progress=progress)
+                                progress=progress, pending=pending)
     checkpointer.close()
     return state, stopped

@@ -32,6 +32,13 @@ class TrainingDiverged(RuntimeError):
     finite state."""
 
 
+def _finite_or_none(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
 def _finite_mean(values) -> float | None:
     """Mean of the finite values (None where there are none: strict JSON has no NaN)."""
     v = np.asarray(values, np.float64)
@@ -67,7 +74,7 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
                metrics_path: str | None = None, log_every: int = 50, ckpt_every: int = 500,
                sample_every: int = 0, on_sample: Callable[[TrainState, int], None] | None = None,
                tensorboard_dir: str | None = None, progress: bool = True,
-               max_skipped: int = 0) -> tuple[TrainState, bool]:
+               max_skipped: int = 0, pending: list[dict] | None = None) -> tuple[TrainState, bool]:
     """Run ``train_step`` from ``state.step`` to ``steps``. Returns (state, stopped_by_signal).
 
     A logged row's loss and grad_norm are the means of the window's finite steps (None if it has
@@ -76,14 +83,17 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
     nothing, so the checkpoints on disk keep the last finite state.
 
     Metrics stay on device between logs (the only host sync is every ``log_every`` steps).
-    ``batches.position`` (batches consumed) is saved with each checkpoint beside ``meta``.
+    ``batches.position`` (batches consumed) is saved with each checkpoint beside ``meta``, and so
+    are the metrics of the steps since the last log row (``pending_metrics``): a run resumed from
+    that checkpoint with ``pending=meta["pending_metrics"]`` logs exactly the rows an uninterrupted
+    run logs, whatever step it stopped at. A stop by signal saves without logging the partial window.
     Each log row goes to ``metrics_path`` (JSON lines) and, if given, to TensorBoard event files
     in ``tensorboard_dir``. On SIGTERM or Ctrl-C the loop finishes the current step, saves, and returns.
     """
     start = int(jax.device_get(state.step))
     if metrics_path:
         _truncate_metrics(metrics_path, start)
-    pending: list[dict] = []
+    pending = [dict(m) for m in (pending or [])]
     writer = SummaryWriter(tensorboard_dir) if tensorboard_dir else None
     bar = tqdm(total=steps, initial=start, disable=not progress, dynamic_ncols=True, desc="train",
                file=sys.stderr)
@@ -92,7 +102,10 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
 
     def save(step: int) -> None:
         if checkpointer is not None:
-            checkpointer.save(step, state, dict(meta or {}, data_position=int(batches.position), step=step))
+            window = [{"loss": _finite_or_none(m["loss"]), "grad_norm": _finite_or_none(m["grad_norm"]),
+                       "skipped": int(m["skipped"])} for m in jax.device_get(pending)]
+            checkpointer.save(step, state, dict(meta or {}, data_position=int(batches.position), step=step,
+                                                pending_metrics=window))
 
     def log(step: int) -> None:
         nonlocal pending, last_time, last_step, consecutive
@@ -101,6 +114,7 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
         host = jax.device_get(pending)
         now = time.perf_counter()
         skipped = [int(m["skipped"]) for m in host]
+        host = [{k: (np.nan if v is None else v) for k, v in m.items()} for m in host]
         row = {"step": step,
                "loss": _finite_mean([m["loss"] for m, k in zip(host, skipped) if not k]),
                "grad_norm": _finite_mean([m["grad_norm"] for m, k in zip(host, skipped) if not k]),
@@ -134,7 +148,7 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
             state, metrics = train_step(state, next(batches))
             pending.append(metrics)
             bar.update(1)
-            if step % log_every == 0 or step == steps or stop.raised:
+            if step % log_every == 0 or step == steps:
                 try:
                     log(step)
                 except TrainingDiverged:
