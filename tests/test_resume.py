@@ -93,3 +93,37 @@ def test_resume_uses_the_runs_own_config_and_logs_identical_rows(tmp_path, capsy
     shutil.rmtree(os.path.join(empty, "checkpoints", "2"))
     assert main(["train", "--workdir", empty, "--resume"]) == 2
     assert "has no checkpoint left to continue from" in capsys.readouterr().err
+
+
+def _data_files(directory):
+    files = [os.path.join(r, f) for r, _, fs in os.walk(directory) for f in fs]
+    return [f for f in files if os.path.getsize(f) > 512]
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, capsys, damage):
+    """Flipped bytes or a truncated file in the latest checkpoint: sampling and resuming use the one
+    before, with a warning naming both; the resumed run still ends with the uninterrupted losses."""
+    from genflow.cli.main import main
+
+    exp = C.with_overrides(TINY, ["train.steps=10", "train.ckpt_every=4"])        # checkpoints 8 and 10
+    workdir = str(tmp_path / "run")
+    train(exp, workdir, progress=False)
+    for path in _data_files(os.path.join(workdir, "checkpoints", "10", "state")):
+        data = bytearray(open(path, "rb").read())
+        if damage == "flip":   # every array's bytes, the EMA's included
+            for i in range(len(data) // 3, len(data) // 3 + 64):
+                data[i] ^= 0xFF
+        else:
+            data = data[: len(data) // 2]
+        open(path, "wb").write(bytes(data))
+    capsys.readouterr()
+    out = str(tmp_path / "s.npz")
+    assert main(["sample", workdir, "--num", "8", "--out", out]) == 0
+    err = capsys.readouterr().err
+    assert "checkpoint step 10" in err and "is corrupt or unreadable" in err and "restored step 8 instead" in err
+    assert main(["train", "--workdir", workdir, "--resume", "--set", "train.steps=12", "--no-progress"]) == 0
+    assert "restored step 8 instead" in capsys.readouterr().err
+    ref = str(tmp_path / "ref")
+    train(C.with_overrides(TINY, ["train.steps=12", "train.ckpt_every=4"]), ref, progress=False)
+    assert losses(workdir) == losses(ref)

@@ -25,6 +25,7 @@ from genflow.config import ConfigError
 from genflow.models import Guided, ModelSpec
 from genflow.samplers import registry
 from genflow.plotting import loss_curve, save_samples
+from genflow.training.checkpoint import CorruptCheckpoint
 from genflow.training import Checkpointer, init_state, make_mesh, make_train_step, split_net, train_loop
 
 
@@ -312,6 +313,8 @@ def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bo
 def restore(checkpointer: Checkpointer, like, workdir: str):
     try:
         return checkpointer.restore(like)
+    except CorruptCheckpoint as e:
+        raise ConfigError(str(e)) from None
     except Exception as e:  # orbax raises many types for a structure or shape mismatch
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise ConfigError(f"the checkpoint in {workdir} does not fit this experiment's network or optimizer "
@@ -352,6 +355,8 @@ def load_run(workdir: str) -> Run:
         raise ConfigError(f"{workdir} has no checkpoint yet; train it longer (train.ckpt_every) or resume it.")
     try:
         step, ema = checkpointer.restore_weights(params)
+    except CorruptCheckpoint as e:
+        raise ConfigError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - orbax raises many types for a structure or shape mismatch
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise ConfigError(f"the checkpoint in {workdir} does not fit the network its config.json describes "

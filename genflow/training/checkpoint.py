@@ -3,16 +3,65 @@
 orbax writes each step into a temporary directory and renames it when complete, so a run
 killed mid-save leaves the previous checkpoint intact; an unfinished one is never restored.
 Beside the state go the data position and the config, in the same step directory.
+
+Integrity: the meta also holds a CRC-32 of every saved array (``checksums``, per field of the
+state), computed from the values being saved. A restore checks them; a latest checkpoint that
+does not match (flipped bytes) or cannot be read (truncated files) is passed over with a warning
+naming it and the step restored instead, the newest intact one. In a multi-process run each
+process checks the part of every array it holds itself (the first addressable shard).
 """
 from __future__ import annotations
 
 import os
+import sys
+import zlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from genflow.training.state import TrainState
+
+
+class CorruptCheckpoint(ValueError):
+    """No checkpoint in a directory restores with matching checksums."""
+
+
+def _local(x) -> np.ndarray:
+    if isinstance(x, jax.Array):
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)
+
+
+def checksums(tree) -> dict[str, str]:
+    """{path: CRC-32 of the array's bytes} for every leaf of ``tree`` (hex strings, JSON-safe)."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        a = np.ascontiguousarray(_local(leaf))
+        if a.dtype == object or a.dtype.kind == "V":   # typed PRNG keys and the like: their raw data
+            a = np.ascontiguousarray(_local(jax.random.key_data(leaf)))
+        out[jax.tree_util.keystr(path)] = f"{zlib.crc32(memoryview(a).cast('B')):08x}"
+    return out
+
+
+def state_checksums(state) -> dict[str, dict[str, str]]:
+    """Checksums per top-level field of a state (``TrainState`` or another pytree dataclass)."""
+    fields = [f for f in ("step", "params", "opt_state", "ema", "key", "gen", "critic") if hasattr(state, f)]
+    if not fields:
+        return {"": checksums(state)}
+    return {f: checksums(getattr(state, f)) for f in fields}
+
+
+def _mismatch(expected: dict[str, str] | None, tree) -> str | None:
+    """The first leaf whose checksum differs from ``expected`` (None: all match, or none stored)."""
+    if not expected:
+        return None
+    got = checksums(tree)
+    for k, v in expected.items():
+        if got.get(k) != v:
+            return k or "the state"
+    return None
 
 
 class Checkpointer:
@@ -29,32 +78,75 @@ class Checkpointer:
     def save(self, step: int, state: TrainState, meta: dict[str, Any]) -> None:
         """Start an (asynchronous) save; the device-to-host copy completes before this returns,
         so the caller may donate ``state`` to the next step right away."""
+        meta = dict(meta, checksums=state_checksums(state))
         self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                         meta=ocp.args.JsonSave(meta)), force=True)
 
+    def _candidates(self, step: int | None) -> list[int]:
+        return [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
+
+    def _first_intact(self, step: int | None, read):
+        """``read(step) -> (result, problem or None)`` on the newest step that reads and checks;
+        warns about each newer one passed over. With no step intact: the newest one's exception
+        (a structure mismatch, usually) or ``CorruptCheckpoint``."""
+        passed = []
+        for s in self._candidates(step):
+            try:
+                result, problem = read(s)
+            except Exception as e:  # noqa: BLE001 - orbax raises many types for unreadable files
+                passed.append((s, f"{type(e).__name__}: {str(e).strip().splitlines()[0][:120] if str(e).strip() else ''}", e))
+                continue
+            if problem is not None:
+                passed.append((s, f"{problem} does not match its checksum", None))
+                continue
+            for bad, why, _ in passed:
+                print(f"genflow: warning: checkpoint step {bad} in {self.directory} is corrupt or unreadable ({why}); "
+                      f"restored step {s} instead, the newest intact one.", file=sys.stderr)
+            return result
+        if not passed:
+            raise FileNotFoundError(f"{self.directory} holds no checkpoint.")
+        first_exc = passed[0][2]
+        if first_exc is not None and all(exc is not None for _, _, exc in passed):
+            raise first_exc
+        raise CorruptCheckpoint(f"no checkpoint in {self.directory} is intact (step {passed[0][0]}: {passed[0][1]}); "
+                                "the run cannot be resumed from it.")
+
     def restore(self, like: TrainState, step: int | None = None) -> tuple[TrainState, dict[str, Any]]:
-        """Restore into the structure, shapes and shardings of ``like``."""
-        step = self.latest_step() if step is None else step
+        """Restore into the structure, shapes and shardings of ``like``: the latest intact step
+        (or ``step``), its checksums verified."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                                 meta=ocp.args.JsonRestore()))
-        return out.state, out.meta
+
+        def read(s):
+            out = self.manager.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                                  meta=ocp.args.JsonRestore()))
+            saved = out.meta.get("checksums") or {}
+            got = state_checksums(out.state)
+            problem = next((f"{field}{k}" for field, leaves in saved.items() for k, v in leaves.items()
+                            if got.get(field, {}).get(k) != v), None)
+            return (out.state, out.meta), problem
+
+        return self._first_intact(step, read)
 
     def restore_weights(self, like_params, step: int | None = None, field: str = "ema") -> tuple[int, Any]:
         """(step, weights): only the ``field`` ("ema" or "params") of a saved TrainState, restored into
         the structure of ``like_params``; the optimizer state is not read (orbax partial restore)."""
-        step = self.latest_step() if step is None else step
         one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract = {field: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), like_params)}
         self.manager.wait_until_finished()
-        # A manager of its own: one that saved "state" with the standard handler will not restore
-        # it with the partial PyTree handler.
-        with ocp.CheckpointManager(self.directory) as reader:
-            out = reader.restore(step, args=ocp.args.Composite(
-                state=ocp.args.PyTreeRestore(item=abstract,
-                                             restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-                                             partial_restore=True), meta=ocp.args.JsonRestore()))
-        return int(out.meta.get("step", step)), out.state[field]
+
+        def read(s):
+            # A manager of its own: one that saved "state" with the standard handler will not
+            # restore it with the partial PyTree handler.
+            with ocp.CheckpointManager(self.directory) as reader:
+                out = reader.restore(s, args=ocp.args.Composite(
+                    state=ocp.args.PyTreeRestore(item=abstract,
+                                                 restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                                                 partial_restore=True), meta=ocp.args.JsonRestore()))
+            weights = out.state[field]
+            bad = _mismatch((out.meta.get("checksums") or {}).get(field), weights)
+            return (int(out.meta.get("step", s)), weights), (None if bad is None else f"{field}{bad}")
+
+        return self._first_intact(step, read)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
