@@ -45,12 +45,12 @@ from flax import nnx
 from jax import Array
 
 from genflow.metrics.distances import energy_distance
-from genflow.models import Model, ModelSpec
+from genflow.models import Model, train_and_eval_specs
 from genflow.objectives import (denoising_score_matching, exact_score_matching, implicit_score_matching,
                                 sliced_score_matching, uniform_time)
 from genflow.objectives.weighting import Weighting
 from genflow.samplers import euler_maruyama, grids
-from genflow.training import init_state, make_train_step, split_net
+from genflow.training import init_state, make_train_step
 from genflow.training.step import has_dropout_stream
 
 OBJECTIVES = ("exact", "dsm", "ism", "ssm", "ssm_vr")
@@ -171,10 +171,7 @@ def compare_objectives(objectives: Mapping[str, Objective], *, net: nnx.Module, 
     if sampler is None:
         ts = grids.uniform(process, 200)
         sampler = lambda model, x1, key: euler_maruyama(model, x1, ts, key=key, denoise=True)[0]  # noqa: E731
-    spec = ModelSpec.from_net(net, process, predicts)
-    _, params0, _ = split_net(net)
-    net.eval()  # dropout off for evaluation; the same parameters
-    eval_spec = ModelSpec.from_net(net, process, predicts)
+    spec, eval_spec, params0 = train_and_eval_specs(net, process, predicts)   # eval: dropout off
     shape = tuple(np.asarray(batch_fn(0)).shape[1:])
     dim = math.prod(shape)
     # Training derives step i's key (and SampledBatches batch i's) as fold_in(PRNGKey(seed), i); the

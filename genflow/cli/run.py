@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 from genflow import config as C
 from genflow.cli import build
 from genflow.config import ConfigError
-from genflow.models import Guided, ModelSpec
+from genflow.models import Guided, ModelSpec, train_and_eval_specs
 from genflow.samplers import registry
 from genflow.plotting import loss_curve, save_samples
 from genflow.training.checkpoint import CorruptCheckpoint
-from genflow.training import Checkpointer, init_state, make_mesh, make_train_step, split_net, train_loop
+from genflow.training import Checkpointer, init_state, make_mesh, make_train_step, train_loop
 
 
 @dataclass
@@ -80,11 +80,7 @@ def build_parts(exp: C.Experiment, position: int = 0) -> Parts:
     data = build.build_data(exp.data, exp.train.batch_size, exp.train.seed, mesh, position)
     _check_data_labels(exp, data)
     net = build.build_net(exp.net, data.shape, exp.train.dtype, exp.train.seed)
-    param = build.build_parameterization(exp)
-    spec = ModelSpec.from_net(net, process, param)
-    _, params, _ = split_net(net)
-    net.eval()  # dropout off for sampling; the same parameters
-    eval_spec = ModelSpec.from_net(net, process, param)
+    spec, eval_spec, params = train_and_eval_specs(net, process, build.build_parameterization(exp))
     tx = build.build_optimizer(exp.optim)
     state = jax.device_put(init_state(params, tx, exp.train.seed), NamedSharding(mesh, P()))
     return Parts(exp, process, data, spec, eval_spec, tx, state, mesh)
@@ -345,11 +341,7 @@ def load_run(workdir: str) -> Run:
     process = build.build_process(exp.process)
     shape = build.data_shape(exp.data)
     net = build.build_net(exp.net, shape, exp.train.dtype, exp.train.seed)
-    _, params, _ = split_net(net)
-    param = build.build_parameterization(exp)
-    train_spec = ModelSpec.from_net(net, process, param)
-    net.eval()
-    spec = ModelSpec.from_net(net, process, param)
+    train_spec, spec, params = train_and_eval_specs(net, process, build.build_parameterization(exp))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     if checkpointer.latest_step() is None:
         raise ConfigError(f"{workdir} has no checkpoint yet; train it longer (train.ckpt_every) or resume it.")

@@ -55,3 +55,14 @@ class ModelSpec:
     def model(self, params: nnx.State, *, copy: bool = False) -> Model:
         """The ``Model`` of this network with ``params``."""
         return Model(self.net(params, copy=copy), self.process, self.parameterization)
+
+
+def train_and_eval_specs(net: nnx.Module, process: AbstractProcess,
+                         predicts: "str | Parameterization" = "eps") -> tuple[ModelSpec, ModelSpec, nnx.State]:
+    """(training spec, sampling spec, params) of one network: dropout as configured in the first,
+    off in the second (``net.eval()``, which this calls); both take the same params."""
+    param = as_parameterization(predicts)
+    train = ModelSpec.from_net(net, process, param)
+    _, params, _ = nnx.split(net, nnx.Param, ...)
+    net.eval()
+    return train, ModelSpec.from_net(net, process, param), params

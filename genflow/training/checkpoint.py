@@ -12,6 +12,7 @@ process checks the part of every array it holds itself (the first addressable sh
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import zlib
@@ -45,12 +46,16 @@ def checksums(tree) -> dict[str, str]:
     return out
 
 
+def _fields(state) -> dict[str, Any]:
+    """A state's top-level fields (a pytree dataclass: TrainState, GANState), or {"": state}."""
+    if dataclasses.is_dataclass(state):
+        return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    return {"": state}
+
+
 def state_checksums(state) -> dict[str, dict[str, str]]:
-    """Checksums per top-level field of a state (``TrainState`` or another pytree dataclass)."""
-    fields = [f for f in ("step", "params", "opt_state", "ema", "key", "gen", "critic") if hasattr(state, f)]
-    if not fields:
-        return {"": checksums(state)}
-    return {f: checksums(getattr(state, f)) for f in fields}
+    """Checksums per top-level field of a state."""
+    return {name: checksums(value) for name, value in _fields(state).items()}
 
 
 def _mismatch(expected: dict[str, str] | None, tree) -> str | None:
@@ -60,7 +65,7 @@ def _mismatch(expected: dict[str, str] | None, tree) -> str | None:
     got = checksums(tree)
     for k, v in expected.items():
         if got.get(k) != v:
-            return k or "the state"
+            return k
     return None
 
 
@@ -119,10 +124,10 @@ class Checkpointer:
         def read(s):
             out = self.manager.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                                   meta=ocp.args.JsonRestore()))
+            fields = _fields(out.state)
             saved = out.meta.get("checksums") or {}
-            got = state_checksums(out.state)
-            problem = next((f"{field}{k}" for field, leaves in saved.items() for k, v in leaves.items()
-                            if got.get(field, {}).get(k) != v), None)
+            problem = next((f"{name}{bad}" for name, leaves in saved.items()
+                            if (bad := _mismatch(leaves, fields.get(name))) is not None), None)
             return (out.state, out.meta), problem
 
         return self._first_intact(step, read)
