@@ -208,18 +208,85 @@ def _replace_path(cfg, path: list[str], text: str, key: str):
     return dataclasses.replace(cfg, **{head: _replace_path(getattr(cfg, head), path[1:], text, key)})
 
 
-def from_dict(cls, d: dict[str, Any]):
-    """Inverse of ``to_dict`` (lists back to tuples)."""
+def _type_name(tp) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join("None" if a is type(None) else _type_name(a) for a in args)
+    if origin is tuple:
+        return f"a tuple of {_type_name(args[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _fits(v, tp) -> bool:
+    """Whether a JSON/Python value ``v`` is a ``tp`` (an int is a float; a bool is not a number)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_fits(v, a) for a in args)
+    if tp is type(None):
+        return v is None
+    if origin is tuple:
+        return isinstance(v, (tuple, list)) and all(_fits(x, args[0]) for x in v)
+    if tp is bool:
+        return isinstance(v, bool)
+    if tp is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    if tp is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, tp) if isinstance(tp, type) else True
+
+
+def check_types(cfg, source: str = "the config", prefix: str = "") -> None:
+    """Raise one sentence naming the key when a config value has the wrong type (e.g. a string
+    for ``train.steps`` in an experiment file or a hand-edited config.json)."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        v, tp, key = getattr(cfg, f.name), hints[f.name], prefix + f.name
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(v, tp):
+                raise ConfigError(f"{source}: {key} must be a {tp.__name__}(...), not {v!r}.")
+            check_types(v, source, key + ".")
+        elif not _fits(v, tp):
+            raise ConfigError(f"{source}: {key} must be {_type_name(tp)}, not {v!r}.")
+
+
+def field_hint(message: str) -> str:
+    """'; did you mean ...' for a dataclass's "unexpected keyword argument 'x'" TypeError."""
+    import re
+
+    m = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", message)
+    cls = {c.__name__: c for c in (Data, Process, Net, Optim, Train, Sample, Experiment)}.get(m.group(1)) if m else None
+    if cls is None:
+        return ""
+    close = difflib.get_close_matches(m.group(2), [f.name for f in dataclasses.fields(cls)], n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else f" ({m.group(1)} has {', '.join(f.name for f in dataclasses.fields(cls))})"
+
+
+def from_dict(cls, d: dict[str, Any], source: str | None = None, prefix: str = ""):
+    """Inverse of ``to_dict`` (lists back to tuples). With ``source`` (a file name), an unknown
+    key or a value of the wrong type is one sentence naming the file and the key."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source or 'the config'}: {prefix.rstrip('.') or 'the top level'} must be a JSON "
+                          f"object, not {type(d).__name__}.")
     kwargs = {}
     hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in d if k not in names]
+    if unknown and source is not None:
+        close = difflib.get_close_matches(unknown[0], list(names), n=1, cutoff=0.6)
+        hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+        raise ConfigError(f"{source}: unknown key {prefix}{unknown[0]}{hint}")
     for f in dataclasses.fields(cls):
         if f.name not in d:
             continue
         v, tp = d[f.name], hints[f.name]
         if dataclasses.is_dataclass(tp):
-            v = from_dict(tp, v)
+            v = from_dict(tp, v, source, prefix + f.name + ".")
         elif isinstance(v, list):
             v = tuple(v)
+        if source is not None and not dataclasses.is_dataclass(tp) and not _fits(v, tp):
+            raise ConfigError(f"{source}: {prefix}{f.name} must be {_type_name(tp)}, not {v!r}.")
         kwargs[f.name] = v
     return cls(**kwargs)
 

@@ -8,6 +8,13 @@ import os
 os.environ.setdefault("NPROC", "16")
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent XLA cache for the whole suite (both xdist workers and the CLI subprocesses the
+# tests start): the same train step, sampler or UNet compiled by twenty tests is compiled once.
+# Keys hold the program, jax version and devices, so a warm cache cannot change a result.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "genflow-test-xla-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -24,8 +31,9 @@ def x64():
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        skip = pytest.mark.skip(reason="slow check; skipped when CI=true")
+    """Checks marked slow (minutes each) run only when asked for: GENFLOW_SLOW=1."""
+    if os.environ.get("GENFLOW_SLOW", "").lower() not in ("1", "true", "yes"):
+        skip = pytest.mark.skip(reason="slow check; run it with GENFLOW_SLOW=1")
         for item in items:
             if "slow" in item.keywords:
                 item.add_marker(skip)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import pytest
 
 from genflow import config as C
@@ -36,35 +37,72 @@ def test_stop_and_resume_reproduces_the_uninterrupted_losses(tmp_path):
     assert sorted(losses(part)) == list(range(1, 13))  # rows past the checkpoint were rewritten once
 
 
-def test_sigterm_saves_then_resume_continues(tmp_path):
-    """A real process gets SIGTERM mid-run, saves where it is, exits 143; resuming ends equal."""
+KILL_EXP = ("from genflow.config import *\n"
+            "config = Experiment(name='tiny', data=Data(name='moons'), process=Process(name='rectified_flow'),"
+            " net=Net(width=32, depth=1), predicts='velocity', objective='flow_matching',"
+            " train=Train(batch_size=16, steps={steps}, log_every=1, ckpt_every=7),"
+            " sample=Sample(sampler='euler_ode', steps=4, num=16))\n")
+
+
+def _rows(path):
+    return len(open(path).readlines()) if os.path.exists(path) else 0
+
+
+def _inode(path):
+    return os.stat(path).st_ino if os.path.exists(path) else None
+
+
+def _run_until(cmd, metrics, rows, sig, timeout=120):
+    """Start ``cmd``, send ``sig`` by PID once its training loop has begun (it rewrites metrics.jsonl,
+    a new inode) and the file has at least ``rows`` rows; (returncode, stderr)."""
+    before = _inode(metrics)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and (_inode(metrics) in (None, before)
+                                                              or _rows(metrics) < rows):
+        time.sleep(0.002)
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def test_hard_kills_sigterm_and_ctrl_c_at_random_steps_resume_bit_identically(tmp_path):
+    """A real run is killed by PID at seeded random steps: twice with SIGKILL (no chance to save:
+    resume from the last checkpoint, up to 6 steps back), then SIGTERM (saves, exit 143, prints
+    the command that continues it) and SIGINT (saves, exit 130). Resumed each time with only
+    `--workdir W --resume`, it ends with the metrics rows and EMA weights of an uninterrupted run,
+    bit for bit."""
+    import numpy as np
+
+    from genflow.cli.run import load_run
+
+    steps = 200
     exp = tmp_path / "exp.py"
-    exp.write_text("from genflow.config import *\n"
-                   "config = Experiment(name='tiny', data=Data(name='moons'), process=Process(name='rectified_flow'),"
-                   " net=Net(width=32, depth=1), predicts='velocity', objective='flow_matching',"
-                   " train=Train(batch_size=16, steps=100000, log_every=1, ckpt_every=100000),"
-                   " sample=Sample(sampler='euler_ode', steps=4, num=16))\n")
+    exp.write_text(KILL_EXP.format(steps=steps))
     workdir = str(tmp_path / "run")
-    cmd = [sys.executable, "-m", "genflow.cli.main", "train", str(exp), "--workdir", workdir, "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = os.path.join(workdir, "metrics.jsonl")
-    deadline = time.time() + 120
-    while time.time() < deadline and (not os.path.exists(metrics) or len(open(metrics).readlines()) < 20):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert "checkpoint saved" in err and "--resume" in err
-    steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
-    stopped_at = steps[-1]
-    assert stopped_at >= 20 and max(losses(workdir)) == stopped_at
-    total = stopped_at + 5
-    resumed = subprocess.run(cmd + ["--resume", "--set", f"train.steps={total}"], capture_output=True, text=True,
-                             timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    start = [sys.executable, "-m", "genflow.cli.main", "train", str(exp), "--workdir", workdir, "--no-progress"]
+    resume = [sys.executable, "-m", "genflow.cli.main", "train", "--workdir", workdir, "--resume", "--no-progress"]
+    rng = np.random.default_rng(13)
+    targets = 15 + 40 * np.arange(4) + rng.integers(0, 20, size=4)   # rows 15..154, at least 21 apart
+    plan = [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143),
+            (signal.SIGINT, 130)]
+    for i, ((sig, code), target) in enumerate(zip(plan, targets)):
+        rc, err = _run_until(start if i == 0 else resume, metrics, int(target), sig)
+        assert rc == code, (sig, rc, err)
+        if sig != signal.SIGKILL:
+            assert "checkpoint saved" in err and f"genflow train --workdir {workdir} --resume" in err
+            assert "Traceback" not in err
+    done = subprocess.run(resume, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
     ref = str(tmp_path / "ref")
-    train(C.with_overrides(TINY, [f"train.steps={total}", "train.ckpt_every=100000"]), ref, progress=False)
-    assert losses(workdir) == losses(ref)
+    train(C.with_overrides(TINY, [f"train.steps={steps}", "train.ckpt_every=7"]), ref, progress=False)
+    assert losses(workdir) == losses(ref) and sorted(losses(workdir)) == list(range(1, steps + 1))
+    a, b = load_run(workdir), load_run(ref)
+    assert a.step == b.step == steps
+    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_resume_uses_the_runs_own_config_and_logs_identical_rows(tmp_path, capsys):

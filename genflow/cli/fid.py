@@ -29,7 +29,7 @@ def fid_stats_command(dataset: str, out: str, num: int | None = None, data_dir: 
     Args: dataset: a name in ``genflow.data.tfds_source.SPECS``; num: the first ``num`` examples
     of ``split`` (default all); data_dir: TFDS data_dir; weights: the Inception ``.pth`` (default:
     the cache, see ``genflow.metrics.inception.find_fid_weights``)."""
-    from tqdm import tqdm
+    from genflow.progress import progress_bar
 
     from genflow.data.images import center_crop_resize
     from genflow.data.tfds_source import SPECS, DatasetNotPrepared, open_source
@@ -49,7 +49,8 @@ def fid_stats_command(dataset: str, out: str, num: int | None = None, data_dir: 
     total = len(source) if num is None else min(num, len(source))
     extractor = InceptionFeatures(load_fid_inception(weights))
     feats = np.empty((total, 2048), np.float64)
-    with tqdm(total=total, desc=f"{dataset} features", unit="img", disable=not progress, file=sys.stderr) as bar:
+    with progress_bar(total, desc=f"{dataset} features", unit="img", disable=not progress,
+                      every=max(batch_size, total // 20)) as bar:
         for start in range(0, total, batch_size):
             idx = range(start, min(start + batch_size, total))
             imgs = np.stack([center_crop_resize(np.asarray(source[i]["image"]), spec.shape[0], spec.crop) for i in idx])
@@ -81,7 +82,7 @@ def fid_command(run_dir: str, ref_stats: str, num: int = 50_000, batch_size: int
     class-conditional run is sampled with every class in turn (a uniform class mix).
     Returns: the FID (also printed)."""
     import jax
-    from tqdm import tqdm
+    from genflow.progress import progress_bar
 
     from genflow.cli.run import load_run, make_generator
     from genflow.metrics.inception import InceptionFeatures, load_fid_inception
@@ -109,7 +110,8 @@ def fid_command(run_dir: str, ref_stats: str, num: int = 50_000, batch_size: int
     num_classes = run.exp.net.num_classes   # a conditional run: every class in turn, so the mix is uniform
     key = jax.random.PRNGKey(seed)
     feats = np.empty((num, 2048), np.float64)
-    with tqdm(total=num, desc="FID: sampling + features", unit="img", disable=not progress, file=sys.stderr) as bar:
+    with progress_bar(num, desc="FID: sampling + features", unit="img", disable=not progress,
+                      every=max(chunk, num // 20)) as bar:
         for i, start in enumerate(range(0, num, chunk)):
             labels = None if num_classes is None else (np.arange(start, start + chunk) % num_classes).astype(np.int32)
             x = np.asarray(generate(run.params, jax.random.fold_in(key, i), labels))

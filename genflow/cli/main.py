@@ -20,10 +20,32 @@ def load_experiment(path: str | None) -> C.Experiment:
     if not os.path.exists(path):
         raise ConfigError(f"experiment file {path!r} does not exist; pass a file from experiments/ "
                           "or no experiment for the digits default.")
-    cfg = runpy.run_path(path).get("config")
+    if os.path.isdir(path):
+        raise ConfigError(f"{path} is a directory; pass an experiment file (.py) such as experiments/digits.py.")
+    cfg = run_experiment_file(path).get("config")
     if not isinstance(cfg, C.Experiment):
         raise ConfigError(f"{path} defines no `config = Experiment(...)`; see experiments/digits.py.")
+    C.check_types(cfg, path)
     return cfg
+
+
+def run_experiment_file(path: str) -> dict:
+    """The globals of an experiment file; its errors as one sentence naming the file and line."""
+    import traceback
+
+    try:
+        return runpy.run_path(path)
+    except SyntaxError as e:
+        raise ConfigError(f"{path} line {e.lineno}: syntax error ({e.msg}); fix the experiment file.") from None
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any error in user code becomes one sentence
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if os.path.abspath(f.filename) == os.path.abspath(path)]
+        where = f" line {frames[-1].lineno}" if frames else ""
+        message = str(e)
+        if isinstance(e, TypeError) and "unexpected keyword argument" in message:
+            message += C.field_hint(message)
+        raise ConfigError(f"{path}{where}: {type(e).__name__}: {message}; fix the experiment file.") from None
 
 
 def _sampler_names() -> list[str]:
@@ -144,7 +166,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line. Errors are one sentence on stderr and an exit status (2 bad input, 1 a failed
+    run, 130 Ctrl-C, 143 SIGTERM); GENFLOW_DEBUG=1 shows the traceback of a read/write error instead."""
     args = _parser().parse_args(argv)
+    if args.command != "config":
+        from genflow.cache import enable_compile_cache
+
+        enable_compile_cache()
     try:
         if args.command == "config":
             exp = C.with_overrides(load_experiment(args.experiment), args.set)
@@ -168,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"stopped at step {summary['step']:,}; checkpoint saved. Continue with "
                       f"`genflow train --workdir {workdir} --resume` (it reads the run's own config.json).",
                       file=sys.stderr)
-                return 143
+                return 128 + summary["stopped"]  # 130 after Ctrl-C, 143 after SIGTERM
             for line in summary.get("report", []):
                 print(line)
             print(f"done: step {summary['step']:,}; wrote {workdir}/samples.png, loss.png, metrics.jsonl",
@@ -232,6 +260,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except TrainingDiverged as e:
         print(f"genflow: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C outside the loops that save first (building, compiling, evaluating)
+        print("genflow: interrupted.", file=sys.stderr)
+        return 130
+    except OSError as e:  # a disk filling up or a directory vanishing mid-run: say which file
+        if os.environ.get("GENFLOW_DEBUG"):
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"genflow: error: could not read or write{where} ({e.strerror or e}); check the disk and the path, "
+              "then run the command again (--resume continues a training run from its last checkpoint).",
+              file=sys.stderr)
         return 1
     return 1
 

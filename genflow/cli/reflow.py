@@ -209,7 +209,7 @@ def _coupling_command(kind: str, run_dir: str, out_dir: str | None, *, k: int, n
     if stopped:
         print(f"stopped; checkpoint saved. Continue with `genflow {kind} {run_dir} --out {out_dir}` "
               "and the same options.", file=sys.stderr)
-        return 143
+        return 128 + stopped  # 130 for Ctrl-C, 143 for SIGTERM
     if kind == "reflow":
         labels, euler, done = ((f"{src_k}-RF ({run_dir})", f"{src_k + 1}-RF ({out_dir})"), (1,),
                                f"{src_k + 1}-rectified flow in {out_dir} ({len(couplings.x0):,} couples in "
@@ -239,7 +239,8 @@ def reflow_command(run_dir: str, out_dir: str | None = None, *, num_couples: int
         (default the run's train.steps); seed: coupling noise and data order.
       solver/ode_steps/rtol/atol: the PF-ODE integration of the couplings (adaptive tsit5 by default).
       lr: learning rate (default the run's); training starts from the k-RF's EMA weights.
-    Returns the exit status: 0, 143 when stopped by a signal (resume by running it again), or
+    Returns the exit status: 0, 143 (SIGTERM) or 130 (Ctrl-C) when stopped by a signal (resume by
+    running it again), or
     2 with one sentence on stderr for bad input.
     """
     return _coupling_command("reflow", run_dir, out_dir, k=1, num_couples=num_couples, steps=steps, seed=seed,

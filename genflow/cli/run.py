@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
-from tqdm.auto import tqdm
 
 from genflow import config as C
 from genflow.cli import build
@@ -25,8 +24,10 @@ from genflow.config import ConfigError
 from genflow.models import Guided, ModelSpec, train_and_eval_specs
 from genflow.samplers import registry
 from genflow.plotting import loss_curve, save_samples
+from genflow.progress import progress_bar
 from genflow.training.checkpoint import CorruptCheckpoint
-from genflow.training import Checkpointer, init_state, make_mesh, make_train_step, train_loop
+from genflow.training import Checkpointer, init_state, make_mesh, make_train_step, metrics_file, train_loop
+from genflow.training.tensorboard import SummaryWriter
 
 
 @dataclass
@@ -160,8 +161,10 @@ def generate_samples(spec: ModelSpec, shape, mesh, params, sample_cfg: C.Sample,
     generate = make_generator(spec, shape, sample_cfg, size, mesh, with_nfe=True, guide=guide)
     key = jax.random.PRNGKey(seed)
     out, nfes = [], []
-    for i in tqdm(range(-(-num // size)), desc="sample", unit="chunk", disable=not progress or num <= size,
-                  file=sys.stderr):
+    n_chunks = -(-num // size)
+    bar = progress_bar(n_chunks, desc="sample", unit="chunk", disable=not progress or num <= size,
+                       every=max(1, n_chunks // 20))
+    for i in range(n_chunks):
         if stop is not None and stop.raised:
             break
         lab = None
@@ -170,6 +173,8 @@ def generate_samples(spec: ModelSpec, shape, mesh, params, sample_cfg: C.Sample,
         x, nfe = generate(params, jax.random.fold_in(key, i), lab, guide_params)
         out.append(np.asarray(x))
         nfes.append(float(nfe))
+        bar.update(1)
+    bar.close()
     if not out:
         return np.zeros((0,) + tuple(shape), np.float32), 0.0
     return np.concatenate(out)[:num], float(np.mean(nfes))
@@ -213,7 +218,7 @@ def evaluate(exp: C.Experiment, spec: ModelSpec, mesh, params, data: build.DataB
 
             out["label_accuracy"] = float(np.mean(classify(x) == labels))
             out["label_accuracy_heldout"] = float(np.mean(classify(heldout) == labels)) \
-                if data.heldout_labels is not None else float("nan")
+                if data.heldout_labels is not None else None
         return out
     if x.ndim == 2:
         from genflow.metrics import energy_distance
@@ -226,21 +231,67 @@ METRIC_NAMES = {"fdd": "Fréchet digits distance", "energy": "energy distance to
                 "label_accuracy": "label accuracy (digits classifier)"}
 
 
+def _number(v: float | None, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
 def report_lines(metrics: dict[str, float]) -> list[str]:
-    return [f"{METRIC_NAMES[k]}: samples {v:.3f}, held-out real data {metrics[k + '_heldout']:.3f}"
+    return [f"{METRIC_NAMES[k]}: samples {_number(v)}, held-out real data {_number(metrics.get(k + '_heldout'))}"
             for k, v in metrics.items() if k in METRIC_NAMES]
 
 
+def check_writable(directory: str, what: str = "--workdir") -> None:
+    """Create ``directory`` and write a probe file in it, or say in one sentence why that fails."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ConfigError(f"{what} {directory} is a file, not a directory; pass a directory path.")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".genflow-write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("genflow")
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"cannot write to {directory} ({e.strerror}); pass a {what} on a writable disk.") from None
+
+
+def check_free_space(directory: str, needed: int, what: str) -> None:
+    """One sentence, before any work, when ``directory``'s disk has fewer than ``needed`` bytes free."""
+    import shutil
+
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise ConfigError(f"{directory} has {free / 2**20:,.1f} MiB free but {what} needs about "
+                          f"{needed / 2**20:,.1f} MiB; free some space or pick a directory on another disk.")
+
+
+def _state_bytes(state) -> int:
+    return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(state)
+                   if hasattr(x, "dtype")))
+
+
+def _is_failed_start(workdir: str) -> bool:
+    """A config.json with no checkpoint and no logged row: a start that failed before its first save."""
+    ckpt = os.path.join(workdir, "checkpoints")
+    has_ckpt = os.path.isdir(ckpt) and any(d.isdigit() for d in os.listdir(ckpt))
+    return not has_ckpt and not os.path.exists(os.path.join(workdir, "metrics.jsonl"))
+
+
 def _check_workdir(exp: C.Experiment, workdir: str, resume: bool) -> None:
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir} is a file, not a directory; pass a directory path.")
     cfg_path = os.path.join(workdir, "config.json")
     exists = os.path.exists(cfg_path)
     if resume and not exists:
         raise ConfigError(f"--resume was given but {workdir} holds no run (no config.json); "
                           "drop --resume to start one there.")
     if exists and not resume:
+        if _is_failed_start(workdir):
+            print(f"genflow: {workdir} holds only the config of a start that failed before its first checkpoint; "
+                  "starting over there.", file=sys.stderr)
+            return
         raise ConfigError(f"{workdir} already holds a run; pass --resume to continue it, or use a new --workdir.")
     if exists:
-        saved = C.from_dict(C.Experiment, json.load(open(cfg_path)))
+        saved = read_config(workdir)
         diffs = [d for d in C.differences(saved, exp) if not d.startswith(("train.steps", "train.log_every",
                                                                              "train.sample_every", "train.ckpt_every",
                                                                              "sample."))]
@@ -254,11 +305,33 @@ def _grid_labels(exp: C.Experiment, num: int) -> np.ndarray | None:
 
 
 def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bool = True) -> dict:
-    """Train ``exp`` into ``workdir``. Returns a summary dict (final loss, paths)."""
+    """Train ``exp`` into ``workdir``. Returns a summary dict (final loss, paths; ``stopped``: the
+    signal number that stopped it early, or None).
+
+    Every check (config values, the directory is writable and its disk has room for the
+    checkpoints) comes before anything is compiled or written; config.json is written only
+    once the run is built, so a failed start leaves nothing that blocks the corrected command."""
     _check_workdir(exp, workdir, resume)
+    build.validate(exp)
+    created = not os.path.exists(workdir)
+    check_writable(workdir)
+    try:
+        return _train(exp, workdir, resume, progress)
+    except BaseException:
+        # a start that failed before config.json leaves no directory behind to block the next try
+        if created and not os.path.exists(os.path.join(workdir, "config.json")):
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _train(exp: C.Experiment, workdir: str, resume: bool, progress: bool) -> dict:
     parts = build_parts(exp)
+    state_bytes = _state_bytes(parts.state)
+    check_free_space(workdir, (exp.train.keep + 1) * state_bytes + (16 << 20),
+                     f"{exp.train.keep + 1} checkpoints of {state_bytes / 2**20:,.1f} MiB (train.keep + 1) and the logs")
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    os.makedirs(workdir, exist_ok=True)
     checkpointer = Checkpointer(ckpt_dir, keep=exp.train.keep)
     state, pending = parts.state, None
     if resume:
@@ -278,16 +351,27 @@ def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bo
     grid_labels = _grid_labels(exp, exp.sample.num)
     reference = parts.data.reference
 
+    def figure(x, path):
+        """Save the sample figure and return it as a uint8 image for TensorBoard."""
+        save_samples(x, path, reference)
+        from PIL import Image
+
+        return np.asarray(Image.open(path).convert("RGB"))
+
     def on_sample(st, step):
         x = np.asarray(generate(st.ema, jax.random.PRNGKey(exp.train.seed + 1), grid_labels))
-        save_samples(x, os.path.join(workdir, f"samples_{step:07d}.png"), reference)
+        if not np.all(np.isfinite(x)):
+            tqdm_write(f"genflow: warning: the samples at step {step:,} are not finite; no figure written.")
+            return None
+        return figure(x, os.path.join(workdir, f"samples_{step:07d}.png"))
 
     metrics_path = os.path.join(workdir, "metrics.jsonl")
+    writer = SummaryWriter(os.path.join(workdir, "tensorboard"), resume_step=int(jax.device_get(state.step)))
     state, stopped = train_loop(state, step_fn, parts.data.batches, steps=exp.train.steps,
                                 checkpointer=checkpointer, meta={"experiment": exp.name},
                                 metrics_path=metrics_path, log_every=exp.train.log_every,
                                 ckpt_every=exp.train.ckpt_every, sample_every=exp.train.sample_every,
-                                on_sample=on_sample, tensorboard_dir=os.path.join(workdir, "tensorboard"),
+                                on_sample=on_sample, writer=writer,
                                 progress=progress, max_skipped=exp.train.max_skipped, pending=pending)
     checkpointer.close()
     summary = {"workdir": workdir, "step": int(jax.device_get(state.step)), "stopped": stopped}
@@ -296,14 +380,25 @@ def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bo
     if not stopped:
         samples = np.asarray(generate(state.ema, jax.random.PRNGKey(exp.train.seed + 1), grid_labels))
         check_finite(samples, "final samples")
-        save_samples(samples, os.path.join(workdir, "samples.png"), reference)
+        writer.image(summary["step"], "samples", figure(samples, os.path.join(workdir, "samples.png")))
         summary["samples"] = os.path.join(workdir, "samples.png")
         metrics = evaluate(exp, parts.eval_spec, parts.mesh, state.ema, parts.data, exp.train.seed)
         if metrics:
-            with open(os.path.join(workdir, "eval.json"), "w") as f:
-                json.dump(dict(metrics, step=summary["step"]), f, indent=2)
+            write_eval(workdir, metrics, summary["step"])
             summary["report"] = report_lines(metrics)
     return summary
+
+
+def write_eval(workdir: str, metrics: dict[str, float], step: int) -> None:
+    """eval.json, strict JSON: a number that could not be computed is null."""
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+        f.write(metrics_file.dumps(dict(metrics, step=step), indent=2))
+
+
+def tqdm_write(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 def restore(checkpointer: Checkpointer, like, workdir: str):
@@ -325,7 +420,10 @@ def read_config(workdir: str) -> C.Experiment:
     if not os.path.exists(cfg_path):
         raise ConfigError(f"{workdir} is not a genflow run (no config.json); point at the directory `genflow train` wrote.")
     try:
-        return C.from_dict(C.Experiment, json.load(open(cfg_path)))
+        return C.from_dict(C.Experiment, json.load(open(cfg_path)), source=cfg_path)
+    except ConfigError as e:
+        raise ConfigError(f"{e} Fix the file, or restore it from the experiment file it was made "
+                          "from.") from None
     except (ValueError, TypeError, AttributeError) as e:
         raise ConfigError(f"{cfg_path} is not a readable genflow config ({type(e).__name__}: {e}); restore it from "
                           "the experiment file it was made from.") from None
@@ -409,9 +507,10 @@ def sample(workdir: str, num: int, out: str, *, seed: int = 0, overrides: list[s
     cfg = exp.sample
     y = sample_labels(run.exp.net.num_classes, labels, num, seed)
     out_dir = os.path.dirname(os.path.abspath(out))
-    os.makedirs(out_dir, exist_ok=True)
-    if not os.access(out_dir, os.W_OK):
-        raise ConfigError(f"cannot write to {out_dir}; pass an --out in a writable directory.")
+    check_writable(out_dir, "--out directory")
+    if os.path.isdir(out):
+        raise ConfigError(f"--out {out} is a directory; pass a file name ending in .png, .npz or .npy.")
+    check_free_space(out_dir, num * int(np.prod(run.shape)) * 4 + (1 << 20), f"{num:,} samples")
     start = time.perf_counter()
     with _SampleStop() as stop:
         x, nfe = generate_samples(run.eval_spec, run.shape, run.mesh, run.params, cfg, num, seed, labels=y,
@@ -450,19 +549,18 @@ def eval_run(workdir: str, seed: int = 0) -> list[str]:
     rows = [("step", f"{run.step:,} of {run.exp.train.steps:,}")]
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(metrics_path):
-        lines = [json.loads(line) for line in open(metrics_path) if line.strip()]
+        lines = metrics_file.read_rows(metrics_path)
         if lines:
             last = lines[-1]
             rows += [("training loss (last log)", "none finite" if last.get("loss") is None else f"{last['loss']:.4g}"),
                      ("steps/s (last log)", f"{last['steps_per_s']:.1f}"),
                      ("skipped non-finite steps", f"{sum(r.get('skipped', 0) for r in lines)}")]
     metrics = evaluate(run.exp, run.eval_spec, run.mesh, run.params, data, seed)
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
-        json.dump(dict(metrics, step=run.step), f, indent=2)
+    write_eval(workdir, metrics, run.step)
     for k, v in metrics.items():
         if k in METRIC_NAMES:
-            rows += [(f"{METRIC_NAMES[k]} (samples, EMA)", f"{v:.4f}"),
-                     (f"{METRIC_NAMES[k]} (held-out real data)", f"{metrics[k + '_heldout']:.4f}")]
+            rows += [(f"{METRIC_NAMES[k]} (samples, EMA)", _number(v, 4)),
+                     (f"{METRIC_NAMES[k]} (held-out real data)", _number(metrics.get(k + '_heldout'), 4))]
     width = max(len(r[0]) for r in rows)
     return [f"| {'metric'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"] + \
            [f"| {name.ljust(width)} | {value} |" for name, value in rows]

@@ -137,12 +137,14 @@ class SampledBatches:
 
     def __init__(self, sample_fn: Callable, batch_size: int, *, seed: int = 0,
                  sharding: NamedSharding | None = None, position: int = 0):
-        self.sample_fn = jax.jit(sample_fn, static_argnums=1)
+        self.sample_fn = sample_fn
         self.batch_size, self.seed, self.sharding, self.position = batch_size, seed, sharding, position
+        data_key = jax.random.fold_in(jax.random.PRNGKey(seed), DATA_STREAM)
+        # key derivation and draw in one program: one dispatch per batch, not four
+        self._draw = jax.jit(lambda i: sample_fn(jax.random.fold_in(data_key, i), batch_size))
 
     def host_batch(self, i: int) -> tuple[np.ndarray, None]:
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.seed), DATA_STREAM), i)
-        return np.asarray(self.sample_fn(key, self.batch_size)), None
+        return np.asarray(self._draw(np.uint32(i))), None
 
     def __iter__(self):
         return self

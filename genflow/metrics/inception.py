@@ -33,6 +33,7 @@ from flax import nnx
 from jax import Array, lax
 
 from genflow.config import ConfigError
+from genflow.cache import cache_dir
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
@@ -321,9 +322,6 @@ def load_state_dict(model: nnx.Module, state_dict: Mapping[str, np.ndarray]) -> 
     return model
 
 
-def cache_dir() -> str:
-    """$GENFLOW_CACHE, else ~/.cache/genflow."""
-    return os.environ.get("GENFLOW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "genflow")
 
 
 def _download(url: str, dest: str, timeout: float = 10.0) -> None:
@@ -416,12 +414,13 @@ class InceptionFeatures:
         return np.asarray(self._forward(self.state, _check_images(images)), np.float64)
 
     def __call__(self, images: np.ndarray, batch_size: int = 200, progress: bool = True) -> np.ndarray:
-        from tqdm import tqdm
+        from genflow.progress import progress_bar
 
         images = _check_images(images)
         n = len(images)
         out = np.empty((n, FEATURE_DIM), np.float64)
-        with tqdm(total=n, desc="Inception features", unit="img", disable=not progress, file=sys.stderr) as bar:
+        with progress_bar(n, desc="Inception features", unit="img", disable=not progress,
+                          every=max(batch_size, n // 20)) as bar:
             for start in range(0, n, batch_size):
                 chunk = images[start:start + batch_size]
                 m = len(chunk)

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import re
-import sys
 import tempfile
 from typing import Any, Callable, NamedTuple
 
@@ -28,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from tqdm.auto import tqdm
+from genflow.progress import progress_bar
 
 from genflow.models.spec import ModelSpec
 from genflow.processes.base import AbstractProcess
@@ -205,8 +204,8 @@ def generate_couplings(couple: Callable, params, directory: str, *, num_couples:
     is_writer = jax.process_index() == 0
     if is_writer:
         _write_json_atomic(os.path.join(directory, META), dict(old or {}, **meta))
-    bar = tqdm(total=n_chunks, initial=n_chunks - len(todo), disable=not progress, dynamic_ncols=True,
-               desc="couplings", unit="chunk", file=sys.stderr)
+    bar = progress_bar(n_chunks, initial=n_chunks - len(todo), disable=not progress, desc="couplings", unit="chunk",
+                       every=max(1, n_chunks // 20))
     for i in todo:
         if should_stop is not None and should_stop(i):
             break

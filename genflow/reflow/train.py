@@ -110,7 +110,8 @@ def train_on_couples(spec: ModelSpec, params: nnx.State, tx: optax.GradientTrans
     Checkpoints (state and data position, atomically) go to ``workdir/checkpoints``, metrics to
     ``workdir/metrics.jsonl``; a workdir with checkpoints is resumed to the same losses.
     ``objective`` defaults to ``coupled(flow_matching)`` (k-rectified flow); ``distillation(k)``
-    trains a k-step sampler. Returns (state, stopped_by_signal).
+    trains a k-step sampler. Returns (state, signal): the number of the signal that stopped it
+    early, or None.
     """
     if x0.shape != x1.shape:
         raise ValueError(f"couples must pair equal shapes, got x0 {x0.shape} and x1 {x1.shape}.")

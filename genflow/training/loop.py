@@ -1,8 +1,6 @@
 """The training loop: restore or init, step, log every N steps, checkpoint every M steps."""
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sys
 import time
@@ -12,19 +10,11 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from genflow.progress import progress_bar
+from genflow.training import metrics_file
 from genflow.training.checkpoint import Checkpointer
 from genflow.training.state import TrainState
 from genflow.training.tensorboard import SummaryWriter
-
-
-def _truncate_metrics(path: str, last_step: int) -> None:
-    """Drop logged rows past ``last_step``: a resumed run rewrites them identically."""
-    if not os.path.exists(path):
-        return
-    rows = [line for line in open(path) if line.strip() and json.loads(line).get("step", 0) <= last_step]
-    with open(path + ".tmp", "w") as f:
-        f.writelines(rows)
-    os.replace(path + ".tmp", path)
 
 
 class TrainingDiverged(RuntimeError):
@@ -47,10 +37,11 @@ def _finite_mean(values) -> float | None:
 
 
 class _StopFlag:
-    """Turns SIGTERM/SIGINT into a flag the loop checks between steps (then it saves and stops)."""
+    """Turns SIGTERM/SIGINT into a flag the loop checks between steps (then it saves and stops);
+    ``signum`` is the signal, for the exit status (128 + signum: 130 for Ctrl-C, 143 for SIGTERM)."""
 
     def __init__(self):
-        self.raised = False
+        self.raised, self.signum = False, None
         self._old = {}
 
     def __enter__(self):
@@ -62,7 +53,7 @@ class _StopFlag:
         return self
 
     def _handler(self, signum, frame):
-        self.raised = True
+        self.raised, self.signum = True, signum
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -72,10 +63,11 @@ class _StopFlag:
 def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, steps: int,
                checkpointer: Checkpointer | None = None, meta: dict[str, Any] | None = None,
                metrics_path: str | None = None, log_every: int = 50, ckpt_every: int = 500,
-               sample_every: int = 0, on_sample: Callable[[TrainState, int], None] | None = None,
-               tensorboard_dir: str | None = None, progress: bool = True,
-               max_skipped: int = 0, pending: list[dict] | None = None) -> tuple[TrainState, bool]:
-    """Run ``train_step`` from ``state.step`` to ``steps``. Returns (state, stopped_by_signal).
+               sample_every: int = 0, on_sample: Callable[[TrainState, int], Any] | None = None,
+               tensorboard_dir: str | None = None, writer: SummaryWriter | None = None, progress: bool = True,
+               max_skipped: int = 0, pending: list[dict] | None = None) -> tuple[TrainState, int | None]:
+    """Run ``train_step`` from ``state.step`` to ``steps``. Returns (state, signal), ``signal`` the
+    number of the SIGTERM or SIGINT that stopped the run early, None when it ran to the end.
 
     A logged row's loss and grad_norm are the means of the window's finite steps (None if it has
     none) beside the count of skipped steps. With ``max_skipped`` > 0, that many consecutive
@@ -87,16 +79,19 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
     are the metrics of the steps since the last log row (``pending_metrics``): a run resumed from
     that checkpoint with ``pending=meta["pending_metrics"]`` logs exactly the rows an uninterrupted
     run logs, whatever step it stopped at. A stop by signal saves without logging the partial window.
-    Each log row goes to ``metrics_path`` (JSON lines) and, if given, to TensorBoard event files
-    in ``tensorboard_dir``. On SIGTERM or Ctrl-C the loop finishes the current step, saves, and returns.
+    Each log row goes to ``metrics_path`` (strict JSON lines) and to TensorBoard: ``writer``, or a
+    new one in ``tensorboard_dir`` (both cut back to ``state.step`` first, so a resumed run holds
+    no step twice). ``on_sample(state, step)`` may return a uint8 image, which goes to TensorBoard
+    as "samples". On SIGTERM or Ctrl-C the loop finishes the current step, saves, and returns.
+    Progress is a tqdm bar on a terminal and one line per log row elsewhere.
     """
     start = int(jax.device_get(state.step))
     if metrics_path:
-        _truncate_metrics(metrics_path, start)
+        metrics_file.truncate(metrics_path, start)
     pending = [dict(m) for m in (pending or [])]
-    writer = SummaryWriter(tensorboard_dir) if tensorboard_dir else None
-    bar = tqdm(total=steps, initial=start, disable=not progress, dynamic_ncols=True, desc="train",
-               file=sys.stderr)
+    if writer is None and tensorboard_dir:
+        writer = SummaryWriter(tensorboard_dir, resume_step=start)
+    bar = progress_bar(steps, initial=start, disable=not progress, desc="train", unit="step", every=0)
     last_time, last_step = time.perf_counter(), start
     consecutive = 0
 
@@ -127,12 +122,10 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
                        f"{len(host)} steps before step {step:,}; those updates were skipped (parameters, EMA and "
                        "checkpoints keep the last finite values). Try a lower optim.lr.", file=sys.stderr)
         if metrics_path:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            metrics_file.append_row(metrics_path, row)
         if writer is not None:
             writer.scalars(step, {k: v for k, v in row.items() if k != "step" and v is not None})
-        if row["loss"] is not None:
-            bar.set_postfix(loss=f"{row['loss']:.4g}")
+        bar.set_postfix(loss="none finite" if row["loss"] is None else f"{row['loss']:.4g}")
         pending, last_time, last_step = [], now, step
         if max_skipped and consecutive >= max_skipped:
             last = checkpointer.latest_step() if checkpointer is not None else None
@@ -142,7 +135,7 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
                                    f"training stopped; {where}. Lower optim.lr or check the data for NaNs "
                                    "(train.max_skipped sets how many to allow).")
 
-    stopped = False
+    stopped = None
     with _StopFlag() as stop:
         for step in range(start + 1, steps + 1):
             state, metrics = train_step(state, next(batches))
@@ -159,9 +152,11 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
             if step % ckpt_every == 0 or step == steps or stop.raised:
                 save(step)
             if on_sample is not None and sample_every and step % sample_every == 0 and step != steps:
-                on_sample(state, step)
+                image = on_sample(state, step)
+                if image is not None and writer is not None:
+                    writer.image(step, "samples", image)
             if stop.raised:
-                stopped = True
+                stopped = stop.signum
                 break
     bar.close()
     if checkpointer is not None:
