@@ -94,7 +94,7 @@ class Sample:
     grid: str = "uniform"            # uniform | karras | log_snr
     rtol: float = 1e-5               # adaptive solvers only
     atol: float = 1e-5
-    eta: float = 0.0                 # ddim
+    eta: float | None = None         # noise share: ddim (default 0), the ancestral and SDE samplers (default 1)
     churn: float = 0.0               # edm_heun's S_churn
     guidance: float = 0.0            # classifier-free guidance scale w (conditional runs; 0: none)
     guidance_interval: tuple[float, ...] = ()  # (lo, hi): guide only for noise levels sigma/alpha in (lo, hi]

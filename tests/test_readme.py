@@ -2,6 +2,8 @@
 import os
 import re
 
+import jax.numpy as jnp
+
 README = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "README.md"))
 
 
@@ -17,6 +19,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     assert int(namespace["state"].step) == 20
     assert namespace["x_gan"].shape == (1000, 2) and int(namespace["gan_state"].step) == 20
     assert int(namespace["stats"]["nfe"]) == 201 and namespace["xg"].shape == (1000, 2)
+    assert int(namespace["stats3m"]["nfe"]) == 21 and bool(jnp.all(jnp.isfinite(namespace["x3m"])))
 
 
 def test_readme_sampler_table_is_the_registry():

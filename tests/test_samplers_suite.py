@@ -15,8 +15,9 @@ from genflow.data import GaussianMixture
 from genflow.metrics import energy_distance
 from genflow.models.model import Model
 from genflow.processes import DDPM, EDM, VE, VP, RectifiedFlow
-from genflow.samplers import (ancestral, ddim, dpm_solver_pp_2m, edm_euler, edm_heun, grids, ode_sample,
-                              predictor_corrector, sde_sample)
+from genflow.samplers import (ancestral, ddim, dpm_2, dpm_2_ancestral, dpm_solver_pp_2m, dpm_solver_pp_2m_sde,
+                              dpm_solver_pp_2s_ancestral, dpm_solver_pp_3m, dpm_solver_pp_3m_sde, edm_euler, edm_heun,
+                              euler_ancestral, grids, lms, ode_sample, predictor_corrector, sde_sample)
 from genflow.samplers import euler_maruyama as euler_maruyama_
 from tests.helpers import ALL_PROCESSES, IDS
 
@@ -60,8 +61,12 @@ def test_karras_grid_is_uniform_in_t_for_edm_and_log_snr_grid_is_uniform_in_lamb
 # -- exactness on a point mass: catches any off-by-one in the time grid -------------------------
 
 @pytest.mark.parametrize("process", ALL_PROCESSES, ids=IDS)
-@pytest.mark.parametrize("sampler", [ddim, edm_euler, edm_heun, dpm_solver_pp_2m],
-                         ids=["ddim", "edm_euler", "edm_heun", "dpm_solver_pp_2m"])
+@pytest.mark.parametrize("sampler", [ddim, edm_euler, edm_heun, dpm_solver_pp_2m, dpm_2, lms, dpm_solver_pp_3m,
+                                     lambda m, x, ts: dpm_solver_pp_2m_sde(m, x, ts, eta=0.0),
+                                     lambda m, x, ts: euler_ancestral(m, x, ts, eta=0.0),
+                                     lambda m, x, ts: dpm_solver_pp_2s_ancestral(m, x, ts, eta=0.0)],
+                         ids=["ddim", "edm_euler", "edm_heun", "dpm_solver_pp_2m", "dpm_2", "lms", "dpm_solver_pp_3m",
+                              "dpm_solver_pp_2m_sde_eta0", "euler_ancestral_eta0", "dpm_solver_pp_2s_eta0"])
 def test_deterministic_samplers_are_exact_for_a_point_mass(process, sampler, x64):
     # For data at one point m, x0_hat = m and eps_hat = (x - alpha m) / sigma are exact, and the
     # PF-ODE keeps (x - alpha m) / sigma constant; each of these steps keeps it constant too, in
@@ -159,6 +164,8 @@ def test_stochastic_samplers_need_a_key():
     ("edm_heun", edm_heun, grids.karras, 2.0),
     ("dpm_solver_pp_2m", dpm_solver_pp_2m, grids.log_snr, 2.0),
     ("ddim", ddim, grids.karras, 1.0),
+    ("dpm_2", dpm_2, grids.karras, 2.0),
+    ("dpm_solver_pp_2s_eta0", lambda m, x, ts: dpm_solver_pp_2s_ancestral(m, x, ts, eta=0.0), grids.log_snr, 2.0),
 ])
 @pytest.mark.parametrize("process", [VP(), EDM(), RectifiedFlow()], ids=["vp", "edm", "rectified_flow"])
 def test_order_of_convergence(name, sampler, grid, order, process, x64):
@@ -173,6 +180,28 @@ def test_order_of_convergence(name, sampler, grid, order, process, x64):
         errors.append(float(jnp.max(jnp.abs(sampler(model, x1, ts)[0] - gaussian_transport(process, x1, ts[-1])))))
     slopes = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert abs(slopes[-1] - order) < 0.25, (errors, slopes)
+
+
+@pytest.mark.parametrize("process", [VP(), EDM(), RectifiedFlow()], ids=["vp", "edm", "rectified_flow"])
+def test_higher_order_multisteps_converge_faster_than_2m(process, x64):
+    """DPM-Solver++(3M) and LMS(4) start with Euler steps (k-diffusion's warm-up: they have no history
+    yet), so their global order is held below their local one: 3M's slope falls towards 2 (the first
+    step's O(h^2) error), LMS's climbs towards 4 (its first steps are where the path is nearly
+    affine). What they must do: converge at least at second order, and at 64 steps beat 2M by more
+    than 2x (3M) and reach a slope above 3 (LMS)."""
+    data = GaussianMixture.gaussian(jnp.array([M]), jnp.array([S]))
+    model = data.exact_model(process, "x0")
+    x1 = process.prior(jax.random.PRNGKey(0), (64, 1), jnp.float64)
+
+    def errors(fn, grid):
+        return np.array([float(jnp.max(jnp.abs(fn(model, x1, grid(process, n))[0]
+                                               - gaussian_transport(process, x1, grid(process, n)[-1]))))
+                         for n in (16, 32, 64)])
+
+    e2m, e3m, elms = errors(dpm_solver_pp_2m, grids.log_snr), errors(dpm_solver_pp_3m, grids.log_snr), \
+        errors(lms, grids.karras)
+    assert np.all(np.log2(e3m[:-1] / e3m[1:]) > 1.9) and e3m[-1] < 0.5 * e2m[-1], (e3m, e2m)
+    assert np.log2(elms[1] / elms[2]) > 3.0, elms
 
 
 # -- diffrax --------------------------------------------------------------------------------------
@@ -293,6 +322,20 @@ CASES = {
                                                               s_churn=20.0, s_max=10.0, denoise=True)[0]),
     "dpm_solver_pp_2m": (VP(), "eps", lambda m, x1: dpm_solver_pp_2m(m, x1, grids.log_snr(m.process, 20),
                                                                      denoise=True)[0]),
+    "euler_ancestral_rf": (RectifiedFlow(), "velocity", lambda m, x1: euler_ancestral(
+        m, x1, grids.karras(m.process, 100), key=KEY, denoise=True)[0]),
+    "dpm_2_ancestral_vp": (VP(), "eps", lambda m, x1: dpm_2_ancestral(m, x1, grids.karras(m.process, 50), key=KEY,
+                                                                      denoise=True)[0]),
+    "dpm_solver_pp_2s_ancestral_edm": (EDM(), "x0", lambda m, x1: dpm_solver_pp_2s_ancestral(
+        m, x1, grids.karras(m.process, 50), key=KEY, denoise=True)[0]),
+    "dpm_solver_pp_2m_sde_vp": (VP(), "eps", lambda m, x1: dpm_solver_pp_2m_sde(
+        m, x1, grids.karras(m.process, 50), key=KEY, denoise=True)[0]),
+    "dpm_solver_pp_3m_sde_rf": (RectifiedFlow(), "velocity", lambda m, x1: dpm_solver_pp_3m_sde(
+        m, x1, grids.karras(m.process, 50), key=KEY, denoise=True)[0]),
+    "lms_ve": (VE(), "eps", lambda m, x1: lms(m, x1, grids.karras(m.process, 20), denoise=True)[0]),
+    "dpm_2_rf": (RectifiedFlow(), "velocity", lambda m, x1: dpm_2(m, x1, grids.karras(m.process, 12), denoise=True)[0]),
+    "dpm_solver_pp_3m_ddpm": (DDPM(), "eps", lambda m, x1: dpm_solver_pp_3m(m, x1, grids.log_snr(m.process, 20),
+                                                                            denoise=True)[0]),
 }
 
 
@@ -345,6 +388,12 @@ COMPILE_CASES = {
     "edm_heun": (edm_heun, lambda m, x1, ts: edm_heun(m, x1, ts, key=KEY, s_churn=1.0)),
     "dpm_solver_pp_2m": (dpm_solver_pp_2m, lambda m, x1, ts: dpm_solver_pp_2m(m, x1, ts)),
     "ode_sample": (ode_sample, lambda m, x1, ts: ode_sample(m, x1, ts, solver="heun")),
+    "euler_ancestral": (euler_ancestral, lambda m, x1, ts: euler_ancestral(m, x1, ts, key=KEY, s_noise=float(ts[1]))),
+    "dpm_2": (dpm_2, lambda m, x1, ts: dpm_2(m, x1, ts)),
+    "lms": (lms, lambda m, x1, ts: lms(m, x1, ts)),
+    "dpm_solver_pp_3m_sde": (dpm_solver_pp_3m_sde, lambda m, x1, ts: dpm_solver_pp_3m_sde(m, x1, ts, key=KEY)),
+    "dpm_solver_pp_2s_ancestral": (dpm_solver_pp_2s_ancestral,
+                                   lambda m, x1, ts: dpm_solver_pp_2s_ancestral(m, x1, ts, key=KEY)),
     # adaptive: a new end time and new tolerances are values too
     "ode_sample_adaptive": (ode_sample, lambda m, x1, ts: ode_sample(m, x1, t1=ts[-1], rtol=1e-3 * float(ts[-2]))),
     "sde_sample": (sde_sample, lambda m, x1, ts: sde_sample(m, x1, ts, key=KEY)),

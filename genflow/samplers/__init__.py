@@ -15,11 +15,14 @@ from genflow.samplers.ddim import ddim
 from genflow.samplers.ancestral import ancestral
 from genflow.samplers.predictor_corrector import predictor_corrector
 from genflow.samplers.edm import edm_euler, edm_heun
-from genflow.samplers.dpm_solver import dpm_solver_pp_2m
+from genflow.samplers.noise_level import dpm_2, dpm_2_ancestral, euler_ancestral, lms
+from genflow.samplers.dpm_solver import (dpm_solver_pp_2m, dpm_solver_pp_2m_sde, dpm_solver_pp_2s_ancestral,
+                                         dpm_solver_pp_3m, dpm_solver_pp_3m_sde)
 from genflow.samplers.diffrax_solvers import ode_sample, sde_sample
 from genflow.samplers.likelihood import bits_per_dim, log_likelihood
 from genflow.samplers.registry import SAMPLERS, SamplerInfo, register
 
 __all__ = ["grids", "registry", "SAMPLERS", "SamplerInfo", "register", "euler_ode", "euler_maruyama", "ancestral",
            "ddim", "predictor_corrector", "ode_sample", "sde_sample", "edm_heun", "edm_euler", "dpm_solver_pp_2m",
-           "log_likelihood", "bits_per_dim"]
+           "euler_ancestral", "dpm_2", "dpm_2_ancestral", "lms", "dpm_solver_pp_2s_ancestral", "dpm_solver_pp_2m_sde",
+           "dpm_solver_pp_3m", "dpm_solver_pp_3m_sde", "log_likelihood", "bits_per_dim"]

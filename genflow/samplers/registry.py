@@ -29,8 +29,9 @@ class SamplerInfo:
     fixed_grid: bool = True         # steps exactly on ts (False: adaptive between ts[0] and ts[-1])
 
     def options(self, sample_cfg) -> dict:
-        """The keyword options a ``config.Sample`` sets for this sampler."""
-        return {kw: getattr(sample_cfg, f) for f, kw in self.config.items()}
+        """The keyword options a ``config.Sample`` sets for this sampler (a field left None keeps the
+        sampler's own default)."""
+        return {kw: getattr(sample_cfg, f) for f, kw in self.config.items() if getattr(sample_cfg, f) is not None}
 
 
 SAMPLERS: dict[str, SamplerInfo] = {}

@@ -1,0 +1,85 @@
+"""genflow's samplers equal k-diffusion's, step for step, on every process whose noise level
+reaches 0 (tests/data/kdiffusion_samplers.npz, made by tests/data/make_kdiffusion_samplers.py).
+
+k-diffusion runs in EDM's variables (y, s) with s = sigma / alpha; genflow runs the same grid of
+noise levels on VP, sub-VP, rectified flow and DDPM in their own (x, t), starting from
+x1 = alpha(t_0) y_0, and must land on k-diffusion's y at s = 0 (alpha = 1 there). Both run in
+float64 on the mixture's exact denoiser, the stochastic ones on the same per-step noise. They
+agree to 3e-14 (measured, outputs of size ~2); the tolerance, 1e-11, leaves room for float64
+rounding amplified by ten steps near the mixture's narrow components and for the bisection that
+maps each s back to t, while any wrong coefficient, noise scale or off-by-one in a multistep
+history moves the outputs by 1e-4 or more.
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genflow.data import GaussianMixture
+from genflow.processes import DDPM, VP, RectifiedFlow, SubVP
+from genflow.samplers import (dpm_2, dpm_2_ancestral, dpm_solver_pp_2m, dpm_solver_pp_2m_sde,
+                              dpm_solver_pp_2s_ancestral, dpm_solver_pp_3m, dpm_solver_pp_3m_sde, edm_euler, edm_heun,
+                              euler_ancestral, lms)
+
+FIXTURE = np.load(os.path.join(os.path.dirname(__file__), "data", "kdiffusion_samplers.npz"))
+KEY = jax.random.PRNGKey(7)
+
+# fixture name -> the genflow call that gives the same numbers (the porting guide's rows)
+CALLS = {
+    "euler": lambda m, x, ts: edm_euler(m, x, ts),
+    "heun": lambda m, x, ts: edm_heun(m, x, ts),
+    "euler_ancestral": lambda m, x, ts: euler_ancestral(m, x, ts, key=KEY, eta=1.0),
+    "euler_ancestral_eta05": lambda m, x, ts: euler_ancestral(m, x, ts, key=KEY, eta=0.5, s_noise=0.9),
+    "dpm_2": lambda m, x, ts: dpm_2(m, x, ts),
+    "dpm_2_ancestral": lambda m, x, ts: dpm_2_ancestral(m, x, ts, key=KEY, eta=1.0),
+    "lms": lambda m, x, ts: lms(m, x, ts, order=4),
+    "lms_order2": lambda m, x, ts: lms(m, x, ts, order=2),
+    "dpmpp_2s_ancestral": lambda m, x, ts: dpm_solver_pp_2s_ancestral(m, x, ts, key=KEY, eta=1.0),
+    "dpmpp_2m": lambda m, x, ts: dpm_solver_pp_2m(m, x, ts),
+    "dpmpp_2m_sde": lambda m, x, ts: dpm_solver_pp_2m_sde(m, x, ts, key=KEY, eta=1.0),
+    "dpmpp_2m_sde_heun": lambda m, x, ts: dpm_solver_pp_2m_sde(m, x, ts, key=KEY, eta=0.7, solver_type="heun"),
+    "dpmpp_2m_ode": lambda m, x, ts: dpm_solver_pp_2m_sde(m, x, ts, eta=0.0),
+    "dpmpp_3m_sde": lambda m, x, ts: dpm_solver_pp_3m_sde(m, x, ts, key=KEY, eta=1.0),
+    "dpmpp_3m": lambda m, x, ts: dpm_solver_pp_3m(m, x, ts),
+}
+PROCESSES = {"vp": VP(), "subvp": SubVP(), "rectified_flow": RectifiedFlow(), "ddpm": DDPM()}
+
+
+def grid_of_levels(process, sigmas):
+    """The times whose noise levels sigma/alpha are k-diffusion's sigmas (the last one, 0, is t = 0):
+    bisection of the log-SNR on [0, t_max] (``t_from_log_snr`` stops at the process's t_min)."""
+    target = -2.0 * jnp.log(jnp.asarray(sigmas[:-1], jnp.float64))
+    lo, hi = jnp.zeros_like(target), jnp.full_like(target, float(process.t_max))
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        above = process.log_snr(mid) > target
+        lo, hi = jnp.where(above, mid, lo), jnp.where(above, hi, mid)
+    return jnp.concatenate([0.5 * (lo + hi), jnp.zeros((1,), jnp.float64)])
+
+
+def mixture():
+    stds = np.repeat(FIXTURE["stds"][:, None], 2, axis=1)
+    return GaussianMixture(*(jnp.asarray(a, jnp.float64) for a in (FIXTURE["means"], stds, FIXTURE["weights"])))
+
+
+def test_the_fixture_noise_is_genflows_step_noise(x64):
+    from genflow.samplers._common import normal_like
+
+    x = jnp.zeros(FIXTURE["z"].shape, jnp.float64)
+    for i, noise in enumerate(FIXTURE["noises"]):
+        np.testing.assert_array_equal(np.asarray(normal_like(KEY, i, x)), noise)
+
+
+@pytest.mark.parametrize("process_name", list(PROCESSES))
+@pytest.mark.parametrize("name", list(CALLS))
+def test_equals_k_diffusion(name, process_name, x64):
+    process = PROCESSES[process_name]
+    ts = grid_of_levels(process, FIXTURE["sigmas"])
+    s = process.sigma(ts[:-1]) / process.alpha(ts[:-1])
+    np.testing.assert_allclose(s, FIXTURE["sigmas"][:-1], rtol=1e-12)        # the same levels
+    model = mixture().exact_model(process, "x0")
+    y0 = FIXTURE["y0"]                    # 80 z, while the grid starts at 80 rounded to float32, as in k-diffusion
+    x, _ = CALLS[name](model, process.alpha(ts[0]) * jnp.asarray(y0), ts)
+    np.testing.assert_allclose(np.asarray(x) / float(process.alpha(ts[-1])), FIXTURE[name], atol=1e-11, rtol=0)
