@@ -162,7 +162,8 @@ def _parse(text: str, tp, key: str):
             return int(float(text)) if float(text).is_integer() else int(text)
         return tp(text)
     except ValueError:
-        raise ConfigError(f"config key {key!r} takes a {tp.__name__}, not {text!r}.") from None
+        article = "an" if tp.__name__[0] in "aeiou" else "a"
+        raise ConfigError(f"config key {key!r} takes {article} {tp.__name__}, not {text!r}.") from None
 
 
 def with_overrides(cfg, overrides: list[str]):

@@ -489,3 +489,9 @@ def test_bad_prior_draws_are_one_sentence():
         ddim(model, jnp.zeros((2, 2)), ts, cond=jnp.zeros((3,), jnp.int32))
     with pytest.raises(TypeError, match="genflow Model"):
         ddim(lambda x: x, jnp.zeros((2, 2)), ts)
+
+
+def test_a_network_in_place_of_a_model_is_one_sentence():
+    net = eight_gaussians().exact_model(VP(), "eps").net
+    with pytest.raises(TypeError, match="takes a genflow Model as its first argument, got ExactNet"):
+        ddim(net, jnp.zeros((4, 2)), grids.uniform(VP(), 4))

@@ -70,7 +70,7 @@ def check_inputs(name: str, model: Model, x1: Array, ts: Array | None, cond: Any
     Shapes and dtypes are checked always (at trace time); the grid's values only where they are
     concrete (a call from Python, not from inside another jit): decreasing, inside [0, t_max].
     """
-    if not hasattr(model, "process") or not callable(model):
+    if not isinstance(model, Model):
         raise TypeError(f"{name} takes a genflow Model as its first argument, got {type(model).__name__}; "
                         "wrap a network as Model(net, process, predicts).")
     if not hasattr(x1, "shape") or not hasattr(x1, "dtype"):
