@@ -42,7 +42,7 @@ class Process:
     rho: float | None = None
     t_min: float | None = None
     num_steps: int | None = None    # ddpm only
-    schedule: str | None = None     # ddpm only: linear | cosine
+    schedule: str | None = None     # ddpm only: linear | scaled_linear | cosine
 
 
 @dataclass(frozen=True)

@@ -127,3 +127,64 @@ def test_processes_are_pytrees_and_new_values_do_not_recompile():
     g(VP(beta_max=10.0), 0.5)
     assert len(traces) == 1
     assert float(g(VP(beta_max=10.0), 0.5)) != float(g(VP(), 0.5))
+
+
+# -- DDPM schedules against diffusers (tests/data/diffusers_schedules.npz, from
+#    tests/data/make_diffusers_schedules.py with diffusers 0.42.1) ------------------------------------
+
+def _diffusers():
+    import os
+
+    return np.load(os.path.join(os.path.dirname(__file__), "data", "diffusers_schedules.npz"))
+
+
+@pytest.mark.parametrize("name, process", [
+    ("linear", DDPM()),
+    ("scaled_linear", DDPM(schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)),
+    ("squaredcos_cap_v2", DDPM(schedule="cosine")),
+])
+def test_ddpm_schedules_equal_diffusers(name, process, x64):
+    """diffusers' 0-based timestep j is genflow's t = (j + 1) / K: alpha(t)^2 = alphas_cumprod[j].
+    diffusers keeps alphas_cumprod in float32, a cumulative product of 1000 factors: relative
+    error up to 1000 * 2^-24 = 6e-5, hence the 1e-4."""
+    ref = _diffusers()[name]
+    k = jnp.arange(1, 1001)
+    np.testing.assert_allclose(np.asarray(process.alpha(process.time_of_step(k))) ** 2, ref, rtol=1e-4)
+
+
+def test_ddpm_from_a_table_of_betas_or_alphas_cumprod(x64):
+    f = _diffusers()
+    p = DDPM.from_betas(f["trained_betas"])
+    assert p.num_steps == 200 and p.schedule == "table"
+    k = jnp.arange(1, 201)
+    np.testing.assert_allclose(np.asarray(p.alpha(p.time_of_step(k))) ** 2, f["trained"], rtol=1e-5)  # 200 factors
+    np.testing.assert_allclose(p.betas(), f["trained_betas"], rtol=1e-9)   # a beta of 3e-6 from a log difference
+    acp = np.cumprod(1.0 - f["trained_betas"])
+    q = DDPM.from_alphas_cumprod(acp)
+    np.testing.assert_allclose(np.asarray(q.alpha(q.time_of_step(k))) ** 2, acp, rtol=1e-14)   # exact knots
+    np.testing.assert_allclose(q.log_alpha_knots(), p.log_alpha_knots(), rtol=1e-12)
+    with pytest.raises(ValueError, match="decrease strictly"):
+        DDPM.from_alphas_cumprod([0.9, 0.95, 0.5])
+    with pytest.raises(ValueError, match=r"in \(0, 1\)"):
+        DDPM.from_betas([0.1, 1.5])
+    with pytest.raises(ValueError, match="unknown DDPM schedule 'quadratic'"):
+        DDPM(schedule="quadratic")
+
+
+def test_a_table_schedule_is_a_leaf_and_samples(x64):
+    """A new table of the same length does not recompile a sampler, and DDPM's ancestral sampler
+    on it is exact for a point mass."""
+    from genflow.data import GaussianMixture
+    from genflow.samplers import ancestral
+
+    acp = np.cumprod(1.0 - np.linspace(1e-3, 0.05, 40))
+    mean = jnp.array([1.5, -0.5])
+    for table in (acp, acp ** 1.1):
+        p = DDPM.from_alphas_cumprod(table)
+        model = GaussianMixture.gaussian(mean, jnp.zeros(2)).exact_model(p, "eps")
+        x, _ = ancestral(model, p.prior(jax.random.PRNGKey(0), (8, 2), jnp.float64), p.timesteps(),
+                         key=jax.random.PRNGKey(1))
+        np.testing.assert_allclose(x, jnp.broadcast_to(mean, x.shape), atol=1e-9)
+        if table is acp:
+            size = ancestral.jitted._cache_size()
+    assert ancestral.jitted._cache_size() == size

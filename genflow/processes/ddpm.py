@@ -20,20 +20,56 @@ from genflow._pytree import pytree_dataclass, static_field
 from genflow.processes.base import AbstractProcess
 
 
+SCHEDULES = ("linear", "scaled_linear", "cosine", "table")
+
+
 @pytree_dataclass
 class DDPM(AbstractProcess):
-    """Discrete DDPM with a ``linear`` (Ho et al. 2020) or ``cosine`` (Nichol & Dhariwal 2021)
-    beta schedule over ``num_steps`` = K steps; t_min = 1/K is the first step."""
+    """Discrete DDPM over ``num_steps`` = K steps; t_min = 1/K is the first step. Schedules:
+    ``linear`` (Ho et al. 2020: beta linear from beta_start to beta_end), ``scaled_linear``
+    (sqrt(beta) linear: Stable Diffusion's, with beta_start=0.00085, beta_end=0.012), ``cosine``
+    (Nichol & Dhariwal 2021; diffusers' ``squaredcos_cap_v2``), or any table of betas or
+    alphas_cumprod through ``DDPM.from_betas`` / ``DDPM.from_alphas_cumprod`` (diffusers'
+    ``trained_betas``), with the same exact knots alpha(k/K)^2 = alphas_cumprod[k - 1]."""
 
     num_steps: int = static_field(default=1000)
     schedule: str = static_field(default="linear")
     beta_start: float = 1e-4
     beta_end: float = 0.02
     cosine_s: float = 0.008
+    log_alpha_table: Array | None = None     # schedule="table": log abar_k for k = 0..K, (K+1,)
 
     def __post_init__(self):
-        if self.schedule not in ("linear", "cosine"):
-            raise ValueError(f"unknown DDPM schedule {self.schedule!r}; use 'linear' or 'cosine'.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown DDPM schedule {self.schedule!r}; use one of {', '.join(SCHEDULES[:3])}, "
+                             "or DDPM.from_betas / DDPM.from_alphas_cumprod for a table.")
+        if (self.schedule == "table") != (self.log_alpha_table is not None):
+            raise ValueError("a DDPM table schedule is made with DDPM.from_betas(betas) or "
+                             "DDPM.from_alphas_cumprod(alphas_cumprod).")
+
+    @classmethod
+    def from_alphas_cumprod(cls, alphas_cumprod) -> "DDPM":
+        """DDPM whose step k = 1..K has alpha(k/K)^2 = alphas_cumprod[k - 1] (diffusers' convention:
+        its 0-based timestep j is genflow time (j + 1) / K). Strictly decreasing, in (0, 1)."""
+        import numpy as np
+
+        acp = np.asarray(alphas_cumprod, np.float64)
+        if acp.ndim != 1 or acp.size < 2:
+            raise ValueError(f"alphas_cumprod must be a 1-D table of at least 2 steps, got shape {acp.shape}.")
+        if not (np.all(np.isfinite(acp)) and np.all(acp > 0) and np.all(acp < 1) and np.all(np.diff(acp) < 0)):
+            raise ValueError("alphas_cumprod must decrease strictly and lie in (0, 1) (abar_k = prod (1 - beta_i)).")
+        table = np.concatenate([[0.0], 0.5 * np.log(acp)])
+        return cls(num_steps=int(acp.size), schedule="table", log_alpha_table=jnp.asarray(table, jnp.result_type(float)))
+
+    @classmethod
+    def from_betas(cls, betas) -> "DDPM":
+        """DDPM with the given beta_k, k = 1..K (diffusers' ``trained_betas``), each in (0, 1)."""
+        import numpy as np
+
+        b = np.asarray(betas, np.float64)
+        if b.ndim != 1 or b.size < 2 or not (np.all(b > 0) and np.all(b < 1)):
+            raise ValueError(f"betas must be a 1-D table of at least 2 values in (0, 1), got shape {b.shape}.")
+        return cls.from_alphas_cumprod(np.cumprod(1.0 - b))
 
     @property
     def t_min(self) -> float:
@@ -47,8 +83,12 @@ class DDPM(AbstractProcess):
     def betas(self) -> Array:
         """beta_k for k = 1..K, shape (K,)."""
         k = jnp.arange(1, self.num_steps + 1).astype(jnp.result_type(float))
+        if self.schedule == "table":
+            return -jnp.expm1(2.0 * jnp.diff(self.log_alpha_table))
         if self.schedule == "linear":
             return jnp.linspace(self.beta_start, self.beta_end, self.num_steps)
+        if self.schedule == "scaled_linear":
+            return jnp.linspace(self.beta_start**0.5, self.beta_end**0.5, self.num_steps) ** 2
         s, big_k = self.cosine_s, self.num_steps
 
         def f(i):
@@ -59,6 +99,8 @@ class DDPM(AbstractProcess):
 
     def log_alpha_knots(self) -> Array:
         """log abar_k for k = 0..K (abar_0 = 1), shape (K+1,)."""
+        if self.schedule == "table":
+            return self.log_alpha_table
         cum = jnp.cumsum(0.5 * jnp.log1p(-self.betas()))
         return jnp.concatenate([jnp.zeros((1,), cum.dtype), cum])
 
