@@ -20,6 +20,8 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     assert namespace["x_gan"].shape == (1000, 2) and int(namespace["gan_state"].step) == 20
     assert int(namespace["stats"]["nfe"]) == 201 and namespace["xg"].shape == (1000, 2)
     assert int(namespace["stats3m"]["nfe"]) == 21 and bool(jnp.all(jnp.isfinite(namespace["x3m"])))
+    info = namespace["info"]
+    assert float(info["best_loss"]) < 0.5 * float(info["init_loss"]) and namespace["x_tuned"].shape == (1000, 2)
 
 
 def test_readme_sampler_table_is_the_registry():

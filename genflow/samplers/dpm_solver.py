@@ -14,6 +14,13 @@ from genflow.samplers.noise_level import ancestral_split, level_ratio, noise_che
 from genflow.samplers.registry import register
 
 
+def safe_neg_log(r: Array) -> Array:
+    """-log r, +inf at r = 0, with a zero (not NaN) gradient there: grids can be tuned through a
+    step from alpha = 0 (``genflow.samplers.tune_grid``)."""
+    positive = r > 0
+    return jnp.where(positive, -jnp.log(jnp.where(positive, r, 1.0)), jnp.inf)
+
+
 @sampler("dpm_solver_pp_2m")
 def dpm_solver_pp_2m(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond: Any = None,
                      denoise: bool = False) -> tuple[Array, Stats]:
@@ -42,7 +49,7 @@ def dpm_solver_pp_2m(model: Model, x1: Array, ts: Array, *, key: Array | None = 
         x0 = model.x0(x, t, cond)
         a_t, sig_t, a_s, sig_s = process.alpha(t), process.sigma(t), process.alpha(s), process.sigma(s)
         e_minus_h = (a_t * sig_s) / (a_s * sig_t)
-        h = -jnp.log(e_minus_h)                                     # +inf where e^{-h} = 0
+        h = safe_neg_log(e_minus_h)                                 # +inf where e^{-h} = 0
         second = (i > 0) & jnp.isfinite(h) & jnp.isfinite(h_prev) & (h_prev > 0)
         half_over_r = jnp.where(second, h / (2.0 * jnp.where(second, h_prev, 1.0)), 0.0)
         d = x0 + half_over_r * (x0 - x0_prev)
@@ -129,15 +136,16 @@ def _multistep_sde(model, x1, ts, key, cond, denoise, eta, s_noise, order, solve
         x0 = model.x0(x, t, cond)
         a_next, sig_next, sig = process.alpha(t_next), process.sigma(t_next), process.sigma(t)
         r = level_ratio(process, t, t_next)
-        h = -jnp.log(r)                                  # +inf from alpha = 0
+        h = safe_neg_log(r)                              # +inf from alpha = 0
         big_h = (1.0 + eta) * h
         decay = jnp.exp(-big_h)                          # e^{-H} = r^(1 + eta)
-        keep = r**eta if eta else jnp.ones_like(r)
+        keep = jnp.exp(-eta * h) if eta else jnp.ones_like(r)         # r^eta
         x_next = (sig_next / sig) * keep * x + a_next * (1.0 - decay) * x0
         finite = jnp.isfinite(h)
         ok1 = (i >= 1) & finite & jnp.isfinite(h1)
         ok2 = ok1 & (i >= 2) & jnp.isfinite(h2)
-        inv_r0 = jnp.where(ok1, h / jnp.where(ok1, h1, 1.0), 0.0)   # 1 / r0 = h / h_1
+        safe = jnp.where(finite, h, 1.0)
+        inv_r0 = jnp.where(ok1, safe / jnp.where(ok1, h1, 1.0), 0.0)   # 1 / r0 = h / h_1
         safe_h = jnp.where(finite & (big_h > 0), big_h, 1.0)
         phi_2 = jnp.where(finite, jnp.expm1(-safe_h) / safe_h + 1.0, 1.0)
         if order == 2:
@@ -146,9 +154,9 @@ def _multistep_sde(model, x1, ts, key, cond, denoise, eta, s_noise, order, solve
             else:                                        # midpoint
                 corr = 0.5 * (1.0 - decay) * inv_r0 * (x0 - d1)
         else:
-            inv_r1 = jnp.where(ok2, h / jnp.where(ok2, h2, 1.0), 0.0)
-            r0 = jnp.where(ok1, h1 / h, 1.0)
-            r1 = jnp.where(ok2, h2 / h, 1.0)
+            inv_r1 = jnp.where(ok2, safe / jnp.where(ok2, h2, 1.0), 0.0)
+            r0 = jnp.where(ok1, jnp.where(ok1, h1, 1.0) / safe, 1.0)  # (inner wheres: no NaN gradient
+            r1 = jnp.where(ok2, jnp.where(ok2, h2, 1.0) / safe, 1.0)  #  through an infinite step)
             d1_0 = (x0 - d1) * inv_r0
             d1_1 = (d1 - d2) * inv_r1
             third_d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
@@ -157,8 +165,7 @@ def _multistep_sde(model, x1, ts, key, cond, denoise, eta, s_noise, order, solve
             corr = jnp.where(ok2, phi_2 * third_d1 - phi_3 * third_d2, phi_2 * d1_0)
         x_next = x_next + a_next * corr
         if eta:
-            x_next = x_next + sig_next * jnp.sqrt(jnp.maximum(1.0 - r**(2.0 * eta), 0.0)) * s_noise * \
-                normal_like(key, i, x)
+            x_next = x_next + sig_next * jnp.sqrt(-jnp.expm1(-2.0 * eta * h)) * s_noise * normal_like(key, i, x)
         x_next = jnp.where(sig_next > 0, x_next, a_next * x0)        # the denoising step to sigma = 0
         return (x_next.astype(x.dtype), x0.astype(x.dtype), d1, h.astype(h1.dtype), h1), 1
 
