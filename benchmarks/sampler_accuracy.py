@@ -9,7 +9,7 @@ Every sampler starts from the same prior draws x1 and stops at t_min (no final d
 so the NFE column is exact). Error = the distance to the exact PF-ODE endpoint of the same x1
 (adaptive Tsit5 at rtol = atol = 1e-10): RMS over samples, and the energy distance (x 1e3)
 between the two sample sets. Deterministic samplers: each on the best of the uniform, Karras
-and log-SNR grids at each NFE (the grid is named), and DPM-Solver++(2M)/(3M) also on a grid
+and log-SNR grids at each NFE (the grid is named), and DPM-Solver++(2M)/(3M) and UniPC also on a grid
 tuned to the model (``genflow.samplers.tune_grid``: Adam on the grid's interior, minimising the
 error on 2,000 *other* prior draws). Stochastic samplers: energy distance only, on the Karras grid.
 The last line is the 10-NFE ratio of the best sampler to DPM-Solver++(2M) on its best fixed grid.
@@ -31,7 +31,7 @@ from genflow.metrics import energy_distance  # noqa: E402
 from genflow.processes import VP  # noqa: E402
 from genflow.samplers import (ddim, dpm_2, dpm_2_ancestral, dpm_solver_pp_2m, dpm_solver_pp_2m_sde,  # noqa: E402
                               dpm_solver_pp_2s_ancestral, dpm_solver_pp_3m, dpm_solver_pp_3m_sde, edm_heun,
-                              euler_ancestral, euler_maruyama, grids, lms, ode_sample, tune_grid)
+                              euler_ancestral, euler_maruyama, grids, lms, ode_sample, tune_grid, unipc)
 
 KEY = jax.random.PRNGKey(1)
 GRIDS = {"uniform": grids.uniform, "karras": grids.karras, "log_snr": grids.log_snr}
@@ -58,6 +58,7 @@ DETERMINISTIC = {
     "lms (order 4)": (lms, 1),
     "dpm_solver_pp_2m": (dpm_solver_pp_2m, 1),
     "dpm_solver_pp_3m": (dpm_solver_pp_3m, 1),
+    "unipc (bh2, order 3)": (unipc, 1),
 }
 STOCHASTIC = {
     "euler_maruyama": (lambda m, x, ts: euler_maruyama(m, x, ts, key=KEY), 1),
@@ -97,7 +98,7 @@ def run_mixture(name: str, data: GaussianMixture, samples: int, nfes: list[int],
             best[(sname, nfe)] = results[g]
             cells.append(cell(results[g], g))
         rows.append((sname + " (best fixed grid)", cells))
-    for sname in ("dpm_solver_pp_2m", "dpm_solver_pp_3m"):
+    for sname in ("dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc (bh2, order 3)"):
         fn, _ = DETERMINISTIC[sname]
         cells = []
         for nfe in nfes:

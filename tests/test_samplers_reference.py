@@ -19,6 +19,7 @@ import pytest
 
 from genflow.data import GaussianMixture
 from genflow.processes import DDPM, VP, RectifiedFlow, SubVP
+from genflow.samplers import grids
 from genflow.samplers import (dpm_2, dpm_2_ancestral, dpm_solver_pp_2m, dpm_solver_pp_2m_sde,
                               dpm_solver_pp_2s_ancestral, dpm_solver_pp_3m, dpm_solver_pp_3m_sde, edm_euler, edm_heun,
                               euler_ancestral, lms)
@@ -83,3 +84,27 @@ def test_equals_k_diffusion(name, process_name, x64):
     y0 = FIXTURE["y0"]                    # 80 z, while the grid starts at 80 rounded to float32, as in k-diffusion
     x, _ = CALLS[name](model, process.alpha(ts[0]) * jnp.asarray(y0), ts)
     np.testing.assert_allclose(np.asarray(x) / float(process.alpha(ts[-1])), FIXTURE[name], atol=1e-11, rtol=0)
+
+
+# -- UniPC against its authors' code (tests/data/unipc_reference.npz, made by
+#    tests/data/make_unipc_reference.py from wl-zhao/UniPC cf9de85's uni_pc.py) ---------------------
+
+UNIPC = np.load(os.path.join(os.path.dirname(__file__), "data", "unipc_reference.npz"))
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("variant", ["bh1", "bh2"])
+@pytest.mark.parametrize("skip", ["time_uniform", "logSNR"])
+def test_unipc_equals_the_authors_code(skip, variant, order, x64):
+    """The authors' continuous linear VP is genflow's VP(); same grid, same x1 = z, float64."""
+    from genflow.samplers import unipc
+
+    process = VP()
+    stds = np.repeat(UNIPC["stds"][:, None], 2, axis=1)
+    data = GaussianMixture(*(jnp.asarray(a, jnp.float64) for a in (UNIPC["means"], stds, UNIPC["weights"])))
+    ts = jnp.asarray(UNIPC[f"{skip}_grid"])
+    ours = {"time_uniform": grids.uniform, "logSNR": grids.log_snr}[skip](process, 10)   # the porting guide's row
+    np.testing.assert_allclose(ours, ts, rtol=1e-9, atol=1e-12)
+    x, stats = unipc(data.exact_model(process, "eps"), jnp.asarray(UNIPC["z"]), ts, order=order, variant=variant)
+    assert int(stats["nfe"]) == 10
+    np.testing.assert_allclose(np.asarray(x), UNIPC[f"{skip}_{variant}_order{order}"], atol=1e-11, rtol=0)

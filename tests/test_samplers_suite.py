@@ -17,7 +17,7 @@ from genflow.models.model import Model
 from genflow.processes import DDPM, EDM, VE, VP, RectifiedFlow
 from genflow.samplers import (ancestral, ddim, dpm_2, dpm_2_ancestral, dpm_solver_pp_2m, dpm_solver_pp_2m_sde,
                               dpm_solver_pp_2s_ancestral, dpm_solver_pp_3m, dpm_solver_pp_3m_sde, edm_euler, edm_heun,
-                              euler_ancestral, grids, lms, ode_sample, predictor_corrector, sde_sample)
+                              euler_ancestral, grids, lms, ode_sample, predictor_corrector, sde_sample, unipc)
 from genflow.samplers import euler_maruyama as euler_maruyama_
 from tests.helpers import ALL_PROCESSES, IDS
 
@@ -64,9 +64,11 @@ def test_karras_grid_is_uniform_in_t_for_edm_and_log_snr_grid_is_uniform_in_lamb
 @pytest.mark.parametrize("sampler", [ddim, edm_euler, edm_heun, dpm_solver_pp_2m, dpm_2, lms, dpm_solver_pp_3m,
                                      lambda m, x, ts: dpm_solver_pp_2m_sde(m, x, ts, eta=0.0),
                                      lambda m, x, ts: euler_ancestral(m, x, ts, eta=0.0),
-                                     lambda m, x, ts: dpm_solver_pp_2s_ancestral(m, x, ts, eta=0.0)],
+                                     lambda m, x, ts: dpm_solver_pp_2s_ancestral(m, x, ts, eta=0.0),
+                                     unipc, lambda m, x, ts: unipc(m, x, ts, variant="bh1", order=2)],
                          ids=["ddim", "edm_euler", "edm_heun", "dpm_solver_pp_2m", "dpm_2", "lms", "dpm_solver_pp_3m",
-                              "dpm_solver_pp_2m_sde_eta0", "euler_ancestral_eta0", "dpm_solver_pp_2s_eta0"])
+                              "dpm_solver_pp_2m_sde_eta0", "euler_ancestral_eta0", "dpm_solver_pp_2s_eta0",
+                              "unipc_bh2_3", "unipc_bh1_2"])
 def test_deterministic_samplers_are_exact_for_a_point_mass(process, sampler, x64):
     # For data at one point m, x0_hat = m and eps_hat = (x - alpha m) / sigma are exact, and the
     # PF-ODE keeps (x - alpha m) / sigma constant; each of these steps keeps it constant too, in
@@ -166,6 +168,7 @@ def test_stochastic_samplers_need_a_key():
     ("ddim", ddim, grids.karras, 1.0),
     ("dpm_2", dpm_2, grids.karras, 2.0),
     ("dpm_solver_pp_2s_eta0", lambda m, x, ts: dpm_solver_pp_2s_ancestral(m, x, ts, eta=0.0), grids.log_snr, 2.0),
+    ("unipc_2", lambda m, x, ts: unipc(m, x, ts, order=2), grids.log_snr, 3.0),   # UniC adds an order
 ])
 @pytest.mark.parametrize("process", [VP(), EDM(), RectifiedFlow()], ids=["vp", "edm", "rectified_flow"])
 def test_order_of_convergence(name, sampler, grid, order, process, x64):
@@ -333,6 +336,7 @@ CASES = {
     "dpm_solver_pp_3m_sde_rf": (RectifiedFlow(), "velocity", lambda m, x1: dpm_solver_pp_3m_sde(
         m, x1, grids.karras(m.process, 50), key=KEY, denoise=True)[0]),
     "lms_ve": (VE(), "eps", lambda m, x1: lms(m, x1, grids.karras(m.process, 20), denoise=True)[0]),
+    "unipc_rf": (RectifiedFlow(), "velocity", lambda m, x1: unipc(m, x1, grids.uniform(m.process, 15), denoise=True)[0]),
     "dpm_2_rf": (RectifiedFlow(), "velocity", lambda m, x1: dpm_2(m, x1, grids.karras(m.process, 12), denoise=True)[0]),
     "dpm_solver_pp_3m_ddpm": (DDPM(), "eps", lambda m, x1: dpm_solver_pp_3m(m, x1, grids.log_snr(m.process, 20),
                                                                             denoise=True)[0]),
@@ -391,6 +395,7 @@ COMPILE_CASES = {
     "euler_ancestral": (euler_ancestral, lambda m, x1, ts: euler_ancestral(m, x1, ts, key=KEY, s_noise=float(ts[1]))),
     "dpm_2": (dpm_2, lambda m, x1, ts: dpm_2(m, x1, ts)),
     "lms": (lms, lambda m, x1, ts: lms(m, x1, ts)),
+    "unipc": (unipc, lambda m, x1, ts: unipc(m, x1, ts)),
     "dpm_solver_pp_3m_sde": (dpm_solver_pp_3m_sde, lambda m, x1, ts: dpm_solver_pp_3m_sde(m, x1, ts, key=KEY)),
     "dpm_solver_pp_2s_ancestral": (dpm_solver_pp_2s_ancestral,
                                    lambda m, x1, ts: dpm_solver_pp_2s_ancestral(m, x1, ts, key=KEY)),
