@@ -108,3 +108,26 @@ def test_unipc_equals_the_authors_code(skip, variant, order, x64):
     x, stats = unipc(data.exact_model(process, "eps"), jnp.asarray(UNIPC["z"]), ts, order=order, variant=variant)
     assert int(stats["nfe"]) == 10
     np.testing.assert_allclose(np.asarray(x), UNIPC[f"{skip}_{variant}_order{order}"], atol=1e-11, rtol=0)
+
+
+# -- iPNDM against its authors' collection (tests/data/ipndm_reference.npz, made by
+#    tests/data/make_ipndm_reference.py from zju-pi/diff-sampler 68d5ce4) -----------------------------
+
+IPNDM = np.load(os.path.join(os.path.dirname(__file__), "data", "ipndm_reference.npz"))
+
+
+@pytest.mark.parametrize("process_name", list(PROCESSES))
+@pytest.mark.parametrize("order", [4, 2])
+@pytest.mark.parametrize("denoise", [False, True])
+def test_ipndm_equals_diff_sampler(order, denoise, process_name, x64):
+    from genflow.samplers import ipndm
+
+    process = PROCESSES[process_name]
+    ts = grid_of_levels(process, np.append(IPNDM["sigmas"], 0.0))[:-1]      # the levels 80 ... 0.002
+    stds = np.repeat(IPNDM["stds"][:, None], 2, axis=1)
+    data = GaussianMixture(*(jnp.asarray(a, jnp.float64) for a in (IPNDM["means"], stds, IPNDM["weights"])))
+    x1 = process.alpha(ts[0]) * jnp.asarray(IPNDM["z"] * IPNDM["sigmas"][0])
+    x, stats = ipndm(data.exact_model(process, "x0"), x1, ts, max_order=order, denoise=denoise)
+    y = np.asarray(x) if denoise else np.asarray(x) / float(process.alpha(ts[-1]))
+    assert int(stats["nfe"]) == 10 + denoise
+    np.testing.assert_allclose(y, IPNDM[f"order{order}_denoise{int(denoise)}"], atol=1e-10, rtol=0)

@@ -17,7 +17,7 @@ from genflow.models.model import Model
 from genflow.processes import DDPM, EDM, VE, VP, RectifiedFlow
 from genflow.samplers import (ancestral, ddim, dpm_2, dpm_2_ancestral, dpm_solver_pp_2m, dpm_solver_pp_2m_sde,
                               dpm_solver_pp_2s_ancestral, dpm_solver_pp_3m, dpm_solver_pp_3m_sde, edm_euler, edm_heun,
-                              euler_ancestral, grids, lms, ode_sample, predictor_corrector, sde_sample, unipc)
+                              euler_ancestral, grids, ipndm, lms, ode_sample, predictor_corrector, sde_sample, unipc)
 from genflow.samplers import euler_maruyama as euler_maruyama_
 from tests.helpers import ALL_PROCESSES, IDS
 
@@ -65,10 +65,10 @@ def test_karras_grid_is_uniform_in_t_for_edm_and_log_snr_grid_is_uniform_in_lamb
                                      lambda m, x, ts: dpm_solver_pp_2m_sde(m, x, ts, eta=0.0),
                                      lambda m, x, ts: euler_ancestral(m, x, ts, eta=0.0),
                                      lambda m, x, ts: dpm_solver_pp_2s_ancestral(m, x, ts, eta=0.0),
-                                     unipc, lambda m, x, ts: unipc(m, x, ts, variant="bh1", order=2)],
+                                     unipc, lambda m, x, ts: unipc(m, x, ts, variant="bh1", order=2), ipndm],
                          ids=["ddim", "edm_euler", "edm_heun", "dpm_solver_pp_2m", "dpm_2", "lms", "dpm_solver_pp_3m",
                               "dpm_solver_pp_2m_sde_eta0", "euler_ancestral_eta0", "dpm_solver_pp_2s_eta0",
-                              "unipc_bh2_3", "unipc_bh1_2"])
+                              "unipc_bh2_3", "unipc_bh1_2", "ipndm"])
 def test_deterministic_samplers_are_exact_for_a_point_mass(process, sampler, x64):
     # For data at one point m, x0_hat = m and eps_hat = (x - alpha m) / sigma are exact, and the
     # PF-ODE keeps (x - alpha m) / sigma constant; each of these steps keeps it constant too, in
@@ -336,6 +336,7 @@ CASES = {
     "dpm_solver_pp_3m_sde_rf": (RectifiedFlow(), "velocity", lambda m, x1: dpm_solver_pp_3m_sde(
         m, x1, grids.karras(m.process, 50), key=KEY, denoise=True)[0]),
     "lms_ve": (VE(), "eps", lambda m, x1: lms(m, x1, grids.karras(m.process, 20), denoise=True)[0]),
+    "ipndm_edm": (EDM(), "x0", lambda m, x1: ipndm(m, x1, grids.karras(m.process, 15), denoise=True)[0]),
     "unipc_rf": (RectifiedFlow(), "velocity", lambda m, x1: unipc(m, x1, grids.uniform(m.process, 15), denoise=True)[0]),
     "dpm_2_rf": (RectifiedFlow(), "velocity", lambda m, x1: dpm_2(m, x1, grids.karras(m.process, 12), denoise=True)[0]),
     "dpm_solver_pp_3m_ddpm": (DDPM(), "eps", lambda m, x1: dpm_solver_pp_3m(m, x1, grids.log_snr(m.process, 20),
@@ -396,6 +397,7 @@ COMPILE_CASES = {
     "dpm_2": (dpm_2, lambda m, x1, ts: dpm_2(m, x1, ts)),
     "lms": (lms, lambda m, x1, ts: lms(m, x1, ts)),
     "unipc": (unipc, lambda m, x1, ts: unipc(m, x1, ts)),
+    "ipndm": (ipndm, lambda m, x1, ts: ipndm(m, x1, ts)),
     "dpm_solver_pp_3m_sde": (dpm_solver_pp_3m_sde, lambda m, x1, ts: dpm_solver_pp_3m_sde(m, x1, ts, key=KEY)),
     "dpm_solver_pp_2s_ancestral": (dpm_solver_pp_2s_ancestral,
                                    lambda m, x1, ts: dpm_solver_pp_2s_ancestral(m, x1, ts, key=KEY)),

@@ -15,7 +15,7 @@ from genflow.samplers.ddim import ddim
 from genflow.samplers.ancestral import ancestral
 from genflow.samplers.predictor_corrector import predictor_corrector
 from genflow.samplers.edm import edm_euler, edm_heun
-from genflow.samplers.noise_level import dpm_2, dpm_2_ancestral, euler_ancestral, lms
+from genflow.samplers.noise_level import dpm_2, dpm_2_ancestral, euler_ancestral, ipndm, lms
 from genflow.samplers.dpm_solver import (dpm_solver_pp_2m, dpm_solver_pp_2m_sde, dpm_solver_pp_2s_ancestral,
                                          dpm_solver_pp_3m, dpm_solver_pp_3m_sde)
 from genflow.samplers.unipc import unipc
@@ -27,4 +27,4 @@ from genflow.samplers.registry import SAMPLERS, SamplerInfo, register
 __all__ = ["grids", "registry", "SAMPLERS", "SamplerInfo", "register", "euler_ode", "euler_maruyama", "ancestral",
            "ddim", "predictor_corrector", "ode_sample", "sde_sample", "edm_heun", "edm_euler", "dpm_solver_pp_2m",
            "euler_ancestral", "dpm_2", "dpm_2_ancestral", "lms", "dpm_solver_pp_2s_ancestral", "dpm_solver_pp_2m_sde",
-           "dpm_solver_pp_3m", "dpm_solver_pp_3m_sde", "unipc", "log_likelihood", "bits_per_dim", "tune_grid"]
+           "dpm_solver_pp_3m", "dpm_solver_pp_3m_sde", "unipc", "ipndm", "log_likelihood", "bits_per_dim", "tune_grid"]
