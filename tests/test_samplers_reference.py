@@ -131,3 +131,34 @@ def test_ipndm_equals_diff_sampler(order, denoise, process_name, x64):
     y = np.asarray(x) if denoise else np.asarray(x) / float(process.alpha(ts[-1]))
     assert int(stats["nfe"]) == 10 + denoise
     np.testing.assert_allclose(y, IPNDM[f"order{order}_denoise{int(denoise)}"], atol=1e-10, rtol=0)
+
+
+# -- diffusers' schedulers (tests/data/diffusers_samplers.npz, made by
+#    tests/data/make_diffusers_samplers.py with diffusers 0.42.1) ------------------------------------
+
+DIFFUSERS = np.load(os.path.join(os.path.dirname(__file__), "data", "diffusers_samplers.npz"))
+
+
+@pytest.mark.parametrize("name", ["dpmsolver_multistep_2", "euler_discrete", "ddim", "unipc_multistep_2",
+                                  "unipc_multistep_3"])
+def test_equals_diffusers_schedulers(name, x64):
+    """diffusers' own loop on the 1000-step linear DDPM with "trailing" spacing: its timestep j is
+    genflow's t = (j + 1) / 1000, and its last step (to alphas_cumprod = 1, sigma = 0) is t = 0. The
+    DDPM is built from diffusers' float32 alphas_cumprod table, so the schedules are the same
+    numbers; what is left is diffusers' float32 arithmetic inside step() (measured 8e-7 on outputs
+    of size ~2.4), hence 1e-5."""
+    from genflow.processes import DDPM
+    from genflow.samplers import ddim, dpm_solver_pp_2m, edm_euler, unipc
+
+    calls = {"dpmsolver_multistep_2": dpm_solver_pp_2m, "euler_discrete": edm_euler, "ddim": ddim,
+             "unipc_multistep_2": lambda m, x, ts: unipc(m, x, ts, order=2),
+             "unipc_multistep_3": lambda m, x, ts: unipc(m, x, ts, order=3)}
+    process = DDPM.from_alphas_cumprod(DIFFUSERS["alphas_cumprod"].astype(np.float64))
+    stds = np.repeat(DIFFUSERS["stds"][:, None], 2, axis=1)
+    data = GaussianMixture(*(jnp.asarray(a, jnp.float64) for a in (DIFFUSERS["means"], stds, DIFFUSERS["weights"])))
+    ts = jnp.concatenate([(jnp.asarray(DIFFUSERS[f"{name}_timesteps"], jnp.float64) + 1) / 1000, jnp.zeros(1)])
+    start = jnp.asarray(DIFFUSERS[f"{name}_x_start"])
+    # EulerDiscrete keeps k-diffusion's variable y = x / alpha (its init_noise_sigma is sqrt(s_max^2 + 1))
+    x1 = start * process.alpha(ts[0]) if name == "euler_discrete" else start
+    x, _ = calls[name](data.exact_model(process, "eps"), x1, ts)
+    np.testing.assert_allclose(np.asarray(x), DIFFUSERS[name], atol=1e-5, rtol=0)
