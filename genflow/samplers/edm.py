@@ -24,7 +24,7 @@ from genflow.samplers._common import Stats, finish, need_key, normal_like, sampl
 from genflow.samplers.registry import register
 
 
-def _churn(model: Model, x: Array, t: Array, z: Array, gamma: Array, s_noise: Array) -> tuple[Array, Array]:
+def churn(model: Model, x: Array, t: Array, z: Array, gamma: Array, s_noise: Array) -> tuple[Array, Array]:
     """EDM's stochastic churn: raise the noise level s_i to s_hat = s_i (1 + gamma) with fresh noise.
 
     y_hat = y + sqrt(s_hat^2 - s_i^2) S_noise z (Alg. 2, lines 5-6), in x = alpha y; t_hat is the
@@ -43,7 +43,7 @@ def _churn(model: Model, x: Array, t: Array, z: Array, gamma: Array, s_noise: Ar
     return x_hat, t_hat
 
 
-def _gamma(model: Model, t: Array, n: int, s_churn: float, s_min: Array, s_max: Array) -> Array:
+def churn_gamma(model: Model, t: Array, n: int, s_churn: float, s_min: Array, s_max: Array) -> Array:
     """gamma_i = min(S_churn / N, sqrt(2) - 1) where s_i in [S_min, S_max], else 0 (Alg. 2, line 4)."""
     process = model.process
     a = process.alpha(t)
@@ -81,8 +81,8 @@ def _edm(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise, heun
     def step(x, inputs):
         t, t_next, i = inputs
         if s_churn != 0.0:
-            gamma = _gamma(model, t, n, s_churn, s_min, s_max)
-            x, t = _churn(model, x, t, normal_like(key, i, x), gamma, s_noise)
+            gamma = churn_gamma(model, t, n, s_churn, s_min, s_max)
+            x, t = churn(model, x, t, normal_like(key, i, x), gamma, s_noise)
         x, nfe = _step(model, x, t, t_next, cond, heun)
         return x.astype(x1.dtype), nfe
 

@@ -24,7 +24,7 @@ from jax import Array
 
 from genflow.models.model import Model
 from genflow.samplers._common import Stats, _concrete, finish, need_key, normal_like, sampler, x0_and_eps
-from genflow.samplers.edm import _churn, _gamma
+from genflow.samplers.edm import churn, churn_gamma
 from genflow.samplers.registry import register
 
 
@@ -150,8 +150,8 @@ def dpm_2(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond:
     def step(x, inputs):
         t, t_next, i = inputs
         if s_churn != 0.0:
-            gamma = _gamma(model, t, n, s_churn, s_min, s_max)
-            x, t = _churn(model, x, t, normal_like(key, i, x), gamma, s_noise)
+            gamma = churn_gamma(model, t, n, s_churn, s_min, s_max)
+            x, t = churn(model, x, t, normal_like(key, i, x), gamma, s_noise)
         x0, eps = x0_and_eps(model, x, t, cond)
         x_next, nfe = _dpm_2_step(model, x, t, x0, eps, t_next, 1.0, cond)
         return x_next.astype(x.dtype), nfe
