@@ -1,7 +1,6 @@
 """Figures people would rather look at than read: sample grids and loss curves (PNG)."""
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -65,8 +64,9 @@ def save_samples(x: np.ndarray, path: str, reference: np.ndarray | None = None) 
 
 def loss_curve(metrics_path: str, path: str) -> None:
     """Plot the ``loss`` column of a metrics.jsonl against ``step`` (log scale where positive)."""
-    rows = [json.loads(line) for line in open(metrics_path) if line.strip()]
-    rows = [r for r in rows if r.get("loss") is not None]
+    from genflow.training.metrics_file import read_rows
+
+    rows = [r for r in read_rows(metrics_path, warn=False) if r.get("loss") is not None]
     if not rows:
         return
     plt = _plt()

@@ -50,9 +50,6 @@ class LineProgress:
     def __exit__(self, *exc):
         self.close()
 
-    def __iter__(self):  # pragma: no cover - not used as an iterable wrapper
-        raise TypeError("LineProgress wraps no iterable; call update()")
-
 
 def progress_bar(total: int | None, *, initial: int = 0, desc: str = "", unit: str = "it", disable: bool = False,
                  every: int = 1, file=None, **tqdm_kwargs):

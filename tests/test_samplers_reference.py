@@ -50,14 +50,10 @@ PROCESSES = {"vp": VP(), "subvp": SubVP(), "rectified_flow": RectifiedFlow(), "d
 
 def grid_of_levels(process, sigmas):
     """The times whose noise levels sigma/alpha are k-diffusion's sigmas (the last one, 0, is t = 0):
-    bisection of the log-SNR on [0, t_max] (``t_from_log_snr`` stops at the process's t_min)."""
+    the process's log-SNR inverse bracketed by [0, t_max] (its default bracket stops at t_min)."""
     target = -2.0 * jnp.log(jnp.asarray(sigmas[:-1], jnp.float64))
-    lo, hi = jnp.zeros_like(target), jnp.full_like(target, float(process.t_max))
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        above = process.log_snr(mid) > target
-        lo, hi = jnp.where(above, mid, lo), jnp.where(above, hi, mid)
-    return jnp.concatenate([0.5 * (lo + hi), jnp.zeros((1,), jnp.float64)])
+    ts = process.t_from_log_snr(target, iters=80, lo=0.0)
+    return jnp.concatenate([ts, jnp.zeros((1,), jnp.float64)])
 
 
 def mixture():

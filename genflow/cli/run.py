@@ -240,10 +240,14 @@ def report_lines(metrics: dict[str, float]) -> list[str]:
             for k, v in metrics.items() if k in METRIC_NAMES]
 
 
-def check_writable(directory: str, what: str = "--workdir") -> None:
-    """Create ``directory`` and write a probe file in it, or say in one sentence why that fails."""
+def refuse_a_file(directory: str, what: str) -> None:
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ConfigError(f"{what} {directory} is a file, not a directory; pass a directory path.")
+
+
+def check_writable(directory: str, what: str = "--workdir") -> None:
+    """Create ``directory`` and write a probe file in it, or say in one sentence why that fails."""
+    refuse_a_file(directory, what)
     try:
         os.makedirs(directory, exist_ok=True)
         probe = os.path.join(directory, f".genflow-write-test-{os.getpid()}")
@@ -277,8 +281,7 @@ def _is_failed_start(workdir: str) -> bool:
 
 
 def _check_workdir(exp: C.Experiment, workdir: str, resume: bool) -> None:
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise ConfigError(f"--workdir {workdir} is a file, not a directory; pass a directory path.")
+    refuse_a_file(workdir, "--workdir")
     cfg_path = os.path.join(workdir, "config.json")
     exists = os.path.exists(cfg_path)
     if resume and not exists:

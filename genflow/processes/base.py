@@ -68,15 +68,17 @@ class AbstractProcess:
         """lambda(t) = log(alpha^2 / sigma^2); decreasing in t."""
         return 2.0 * (jnp.log(self.alpha(t)) - jnp.log(self.sigma(t)))
 
-    def t_from_log_snr(self, log_snr: Array, iters: int = 60) -> Array:
-        """Invert ``log_snr`` by bisection on [t_min, t_max] (clipped to that range).
+    def t_from_log_snr(self, log_snr: Array, iters: int = 60, lo: Array | None = None,
+                       hi: Array | None = None) -> Array:
+        """Invert ``log_snr`` by bisection on [lo, hi] (default [t_min, t_max]; clipped to that range).
 
-        Generic and jit-safe; 60 halvings reach float64 resolution of the unit interval.
+        Generic and jit-safe; 60 halvings reach float64 resolution of the unit interval. A sampler
+        step brackets its own midpoint with lo = t_next, hi = t, which may run below t_min.
         """
         log_snr = jnp.asarray(log_snr)
         dtype = float_dtype(log_snr)
-        lo = jnp.full(log_snr.shape, self.t_min, dtype)
-        hi = jnp.full(log_snr.shape, self.t_max, dtype)
+        lo = jnp.broadcast_to(jnp.asarray(self.t_min if lo is None else lo, dtype), log_snr.shape)
+        hi = jnp.broadcast_to(jnp.asarray(self.t_max if hi is None else hi, dtype), log_snr.shape)
 
         def body(_, bounds):
             lo, hi = bounds

@@ -12,6 +12,7 @@ applied only where both ends have finite, positive noise level (EDM's "if sigma_
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -73,9 +74,12 @@ def _step(model: Model, x: Array, t: Array, t_next: Array, cond: Any, heun: bool
     return x_next, 1 + corrected.astype(jnp.int32)
 
 
-def _edm(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise, heun):
+def churned_scan(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise, step_fn, name="s_churn"):
+    """The loop of EDM's Algorithm 2 around any deterministic step: per step, the optional churn
+    (t_i, x_i) -> (t_hat, x_hat), then ``step_fn(model, x_hat, t_hat, t_next, cond) -> (x, NFE)``.
+    Shared by ``edm_euler``, ``edm_heun`` and ``noise_level.dpm_2``."""
     if s_churn != 0.0:
-        need_key(f"s_churn={s_churn}", key)
+        need_key(f"{name}={s_churn}", key)
     n = ts.shape[0] - 1
 
     def step(x, inputs):
@@ -83,7 +87,7 @@ def _edm(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise, heun
         if s_churn != 0.0:
             gamma = churn_gamma(model, t, n, s_churn, s_min, s_max)
             x, t = churn(model, x, t, normal_like(key, i, x), gamma, s_noise)
-        x, nfe = _step(model, x, t, t_next, cond, heun)
+        x, nfe = step_fn(model, x, t, t_next, cond)
         return x.astype(x1.dtype), nfe
 
     x, nfe = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
@@ -112,7 +116,8 @@ def edm_heun(model: Model, x1: Array, ts: Array, *, key: Array | None = None, co
       ends at sigma = 0, which is this last Euler step), stats with the NFE counted per step).
     Reference: Karras et al. 2022, Algorithm 2 (and eq. 4 for processes with alpha != 1).
     """
-    return _edm(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise, heun=True)
+    return churned_scan(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise,
+                        functools.partial(_step, heun=True))
 
 
 @sampler("edm_euler", static_argnames=_STATIC)
@@ -125,7 +130,8 @@ def edm_euler(model: Model, x1: Array, ts: Array, *, key: Array | None = None, c
     sigma_{i+1} eps_hat: with s_churn = 0 it is DDIM with eta = 0. Args and Returns as ``edm_heun``.
     Reference: Karras et al. 2022, Algorithm 2 without its lines 9-11.
     """
-    return _edm(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise, heun=False)
+    return churned_scan(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise,
+                        functools.partial(_step, heun=False))
 
 
 register("edm_heun", edm_heun, summary="EDM's Heun sampler (Algorithm 2, optional churn) in y = x / alpha",

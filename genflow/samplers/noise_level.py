@@ -24,7 +24,7 @@ from jax import Array
 
 from genflow.models.model import Model
 from genflow.samplers._common import Stats, _concrete, finish, need_key, normal_like, sampler, x0_and_eps
-from genflow.samplers.edm import churn, churn_gamma
+from genflow.samplers.edm import churned_scan
 from genflow.samplers.registry import register
 
 
@@ -40,21 +40,11 @@ def ancestral_split(ratio: Array, eta: float) -> tuple[Array, Array]:
     return jnp.sqrt(jnp.maximum(1.0 - up**2, 0.0)), up
 
 
-def t_at_level(process, t: Array, t_next: Array, frac: Array, iters: int = 60) -> Array:
-    """The time in [t_next, t] whose noise level is ``frac * s(t)`` (s(t_next)/s(t) <= frac <= 1):
-    bisection of the log-SNR, lambda(t) - 2 log frac, inside the step (so a grid that runs below
-    the process's t_min, down to 0, is inverted exactly too)."""
-    target = process.log_snr(t) - 2.0 * jnp.log(frac)
-    lo, hi = jnp.broadcast_arrays(jnp.asarray(t_next, target.dtype), jnp.asarray(t, target.dtype))
-
-    def body(_, bounds):
-        lo, hi = bounds
-        mid = 0.5 * (lo + hi)
-        above = process.log_snr(mid) > target       # still too little noise: move later
-        return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
-
-    lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
-    return 0.5 * (lo + hi)
+def t_at_level(process, t: Array, t_next: Array, frac: Array) -> Array:
+    """The time in [t_next, t] whose noise level is ``frac * s(t)`` (s(t_next)/s(t) <= frac <= 1): the
+    process's log-SNR inverse at lambda(t) - 2 log frac, bracketed by the step itself (so a grid
+    that runs below the process's t_min, down to 0, is inverted exactly too)."""
+    return process.t_from_log_snr(process.log_snr(t) - 2.0 * jnp.log(frac), lo=t_next, hi=t)
 
 
 def noise_check(name: str):
@@ -143,21 +133,12 @@ def dpm_2(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond:
     Returns: (x at ts[-1], or E[x0 | x] with ``denoise=True``, stats).
     Reference: k-diffusion ``sampling.sample_dpm_2``; Lu et al. 2022 (DPM-Solver-2, r = 1/2).
     """
-    if s_churn != 0.0:
-        need_key(f"dpm_2 with s_churn={s_churn}", key)
-    n = ts.shape[0] - 1
-
-    def step(x, inputs):
-        t, t_next, i = inputs
-        if s_churn != 0.0:
-            gamma = churn_gamma(model, t, n, s_churn, s_min, s_max)
-            x, t = churn(model, x, t, normal_like(key, i, x), gamma, s_noise)
+    def step(model, x, t, t_next, cond):
         x0, eps = x0_and_eps(model, x, t, cond)
-        x_next, nfe = _dpm_2_step(model, x, t, x0, eps, t_next, 1.0, cond)
-        return x_next.astype(x.dtype), nfe
+        return _dpm_2_step(model, x, t, x0, eps, t_next, 1.0, cond)
 
-    x, nfe = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
-    return finish(model, x, ts[-1], cond, denoise, jnp.sum(nfe))
+    return churned_scan(model, x1, ts, key, cond, s_churn, s_min, s_max, s_noise, denoise, step,
+                        name="dpm_2 with s_churn")
 
 
 @sampler("dpm_2_ancestral", static_argnames=("eta", "denoise"), check=noise_check("dpm_2_ancestral"))
