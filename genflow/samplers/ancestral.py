@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
 from genflow.models.model import Model
 from genflow.samplers._common import Stats, _concrete, finish, need_key, normal_like, sampler
+from genflow.samplers.recurrence import Recurrence, run
 from genflow.samplers.registry import register
 
 VARIANCES = ("beta", "posterior")
@@ -29,6 +29,30 @@ def _check(model, x1, ts, **kwargs) -> None:
         if np.max(np.abs(k - np.round(k))) > 1e-3:
             raise ValueError("ancestral: every time in ts must be one of DDPM's steps t_k = k / K; use "
                              "process.timesteps() (all K steps) or a subsequence of it.")
+
+
+def ancestral_recurrence(model: Model, ts: Array, *, key: Array | None = None, cond: Any = None,
+                         variance: str = "posterior") -> Recurrence:
+    """``ancestral``'s steps as a ``Recurrence``; the network is called at t_k = k / K."""
+    need_key("ancestral", key)
+    process = model.process
+    log_abar = process.log_alpha_knots()                              # k = 0..K
+    ks, js = process.step_of_time(ts[:-1]), process.step_of_time(ts[1:])
+
+    def step(m: Model, carry, i):
+        (x,) = carry
+        k, j = ks[i], js[i]
+        la = log_abar.astype(x.dtype)
+        beta = -jnp.expm1(2.0 * (la[k] - la[j]))
+        bbar_k, bbar_j = jnp.sqrt(-jnp.expm1(2.0 * la[k])), jnp.sqrt(-jnp.expm1(2.0 * la[j]))
+        eps = m.eps(x, k.astype(x.dtype) / process.num_steps, cond)   # t_k = k / K in x's precision
+        mean = (x - (beta / bbar_k) * eps) / jnp.sqrt(1.0 - beta)
+        scale = jnp.sqrt(beta) if variance == "beta" else jnp.sqrt(beta) * bbar_j / bbar_k
+        scale = jnp.where(j > 0, scale, 0.0)
+        return ((mean + scale * normal_like(key, i, x)).astype(x.dtype),)
+
+    times = ks.astype(ts.dtype) / process.num_steps
+    return Recurrence(lambda x1: (x1,), step, times, cond)
 
 
 @sampler("ancestral", static_argnames=("variance", "denoise"), check=_check)
@@ -53,25 +77,11 @@ def ancestral(model: Model, x1: Array, ts: Array, *, key: Array | None = None, c
     Reference: Ho et al. 2020, Algorithm 2 and Sec. 3.2 (the two choices of sigma_t^2); Nichol &
       Dhariwal 2021, Sec. 4 (respacing a chain to a subsequence of its steps).
     """
-    need_key("ancestral", key)
-    process = model.process
-    log_abar = process.log_alpha_knots().astype(x1.dtype)            # k = 0..K
-    ks, js = process.step_of_time(ts[:-1]), process.step_of_time(ts[1:])
-    n = ts.shape[0] - 1
-
-    def step(x, inputs):
-        k, j, i = inputs
-        beta = -jnp.expm1(2.0 * (log_abar[k] - log_abar[j]))
-        bbar_k, bbar_j = jnp.sqrt(-jnp.expm1(2.0 * log_abar[k])), jnp.sqrt(-jnp.expm1(2.0 * log_abar[j]))
-        eps = model.eps(x, k.astype(x.dtype) / process.num_steps, cond)   # t_k = k / K in x's precision
-        mean = (x - (beta / bbar_k) * eps) / jnp.sqrt(1.0 - beta)
-        scale = jnp.sqrt(beta) if variance == "beta" else jnp.sqrt(beta) * bbar_j / bbar_k
-        scale = jnp.where(j > 0, scale, 0.0)
-        return (mean + scale * normal_like(key, i, x)).astype(x.dtype), 1
-
-    x, nfe = jax.lax.scan(step, x1, (ks, js, jnp.arange(n)))
-    return finish(model, x, js[-1].astype(x.dtype) / process.num_steps, cond, denoise, jnp.sum(nfe))
+    rec = ancestral_recurrence(model, ts, key=key, cond=cond, variance=variance)
+    x = run(model, rec, x1)
+    return finish(model, x, model.process.step_of_time(ts[-1]).astype(x.dtype) / model.process.num_steps, cond,
+                  denoise, ts.shape[0] - 1)
 
 
 register("ancestral", ancestral, summary="DDPM's ancestral sampler on its discrete steps (DDPM only)",
-         nfe_per_step="1", order="1 (weak)", stochastic=True, ddpm_only=True)
+         nfe_per_step="1", order="1 (weak)", stochastic=True, ddpm_only=True, recurrence=ancestral_recurrence)

@@ -3,13 +3,36 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from jax import Array
 
 from genflow.models.model import Model
 from genflow.samplers._common import Stats, finish, need_key, normal_like, sampler, x0_and_eps
+from genflow.samplers.recurrence import Recurrence, run
 from genflow.samplers.registry import register
+
+
+def ddim_recurrence(model: Model, ts: Array, *, key: Array | None = None, cond: Any = None,
+                    eta: float = 0.0) -> Recurrence:
+    """``ddim``'s steps as a ``Recurrence`` (eta static; step k's noise from ``fold_in(key, k)``)."""
+    if eta != 0.0:
+        need_key(f"ddim with eta={eta}", key)
+    process = model.process
+
+    def step(m: Model, carry, k):
+        (x,) = carry
+        t, s = ts[k], ts[k + 1]
+        x0, eps = x0_and_eps(m, x, t, cond)
+        a_s, s_s = process.alpha(s), process.sigma(s)
+        if eta == 0.0:
+            return ((a_s * x0 + s_s * eps).astype(x.dtype),)
+        # e^{lambda_t - lambda_s} written as a product, finite where alpha_t = 0 (rectified flow at t = 1).
+        ratio = (process.alpha(t) * s_s) ** 2 / (a_s * process.sigma(t)) ** 2
+        keep = jnp.sqrt(jnp.maximum(1.0 - eta**2 * (1.0 - ratio), 0.0))
+        c = eta * s_s * jnp.sqrt(jnp.maximum(1.0 - ratio, 0.0))
+        return ((a_s * x0 + s_s * keep * eps + c * normal_like(key, k, x)).astype(x.dtype),)
+
+    return Recurrence(lambda x1: (x1,), step, ts[:-1], cond)
 
 
 @sampler("ddim", static_argnames=("eta", "denoise"))
@@ -30,26 +53,9 @@ def ddim(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond: 
     Returns: (x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE), stats).
     Reference: Song, Meng & Ermon 2021, eq. 12 (and eq. 16 for c).
     """
-    if eta != 0.0:
-        need_key(f"ddim with eta={eta}", key)
-    process = model.process
-    n = ts.shape[0] - 1
-
-    def step(x, inputs):
-        t, s, i = inputs
-        x0, eps = x0_and_eps(model, x, t, cond)
-        a_s, s_s = process.alpha(s), process.sigma(s)
-        if eta == 0.0:
-            return (a_s * x0 + s_s * eps).astype(x.dtype), 1
-        # e^{lambda_t - lambda_s} written as a product, finite where alpha_t = 0 (rectified flow at t = 1).
-        ratio = (process.alpha(t) * s_s) ** 2 / (a_s * process.sigma(t)) ** 2
-        keep = jnp.sqrt(jnp.maximum(1.0 - eta**2 * (1.0 - ratio), 0.0))
-        c = eta * s_s * jnp.sqrt(jnp.maximum(1.0 - ratio, 0.0))
-        return (a_s * x0 + s_s * keep * eps + c * normal_like(key, i, x)).astype(x.dtype), 1
-
-    x, nfe = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
-    return finish(model, x, ts[-1], cond, denoise, jnp.sum(nfe))
+    x = run(model, ddim_recurrence(model, ts, key=key, cond=cond, eta=eta), x1)
+    return finish(model, x, ts[-1], cond, denoise, ts.shape[0] - 1)
 
 
 register("ddim", ddim, summary="DDIM (eta = 0: deterministic; eta = 1: ancestral), any process", nfe_per_step="1",
-         order="1", stochastic=True, config={"eta": "eta"})
+         order="1", stochastic=True, config={"eta": "eta"}, recurrence=ddim_recurrence)

@@ -11,6 +11,7 @@ from jax import Array
 from genflow.models.model import Model
 from genflow.samplers._common import Stats, finish, need_key, normal_like, sampler, x0_and_eps
 from genflow.samplers.noise_level import ancestral_split, level_ratio, noise_check, t_at_level
+from genflow.samplers.recurrence import Recurrence, run
 from genflow.samplers.registry import register
 
 
@@ -19,6 +20,31 @@ def safe_neg_log(r: Array) -> Array:
     step from alpha = 0 (``genflow.samplers.tune_grid``)."""
     positive = r > 0
     return jnp.where(positive, -jnp.log(jnp.where(positive, r, 1.0)), jnp.inf)
+
+
+def dpm_solver_pp_2m_recurrence(model: Model, ts: Array, *, key: Array | None = None,
+                                cond: Any = None) -> Recurrence:
+    """``dpm_solver_pp_2m``'s steps as a ``Recurrence`` with carry (x_k, x0_hat_{k-1}); the step
+    sizes h come from the grid, so the history is one array shaped like x."""
+    process = model.process
+
+    def neg_log_ratio(t, s):
+        e_minus_h = (process.alpha(t) * process.sigma(s)) / (process.alpha(s) * process.sigma(t))
+        return e_minus_h, safe_neg_log(e_minus_h)                    # h = +inf where e^{-h} = 0
+
+    def step(m: Model, carry, i):
+        x, x0_prev = carry
+        t, s = ts[i], ts[i + 1]
+        x0 = m.x0(x, t, cond)
+        e_minus_h, h = neg_log_ratio(t, s)
+        _, h_prev = neg_log_ratio(ts[jnp.maximum(i - 1, 0)], t)
+        second = (i > 0) & jnp.isfinite(h) & jnp.isfinite(h_prev) & (h_prev > 0)
+        half_over_r = jnp.where(second, h / (2.0 * jnp.where(second, h_prev, 1.0)), 0.0)
+        d = x0 + half_over_r * (x0 - x0_prev)
+        x_next = (process.sigma(s) / process.sigma(t)) * x + process.alpha(s) * (1.0 - e_minus_h) * d
+        return x_next.astype(x.dtype), x0.astype(x.dtype)
+
+    return Recurrence(lambda x1: (x1, jnp.zeros_like(x1)), step, ts[:-1], cond)
 
 
 @sampler("dpm_solver_pp_2m")
@@ -40,29 +66,12 @@ def dpm_solver_pp_2m(model: Model, x1: Array, ts: Array, *, key: Array | None = 
     Returns: (x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE), stats).
     Reference: Lu et al. 2022, "DPM-Solver++", Algorithm 2 (multistep second order).
     """
-    process = model.process
-    n = ts.shape[0] - 1
-
-    def step(carry, inputs):
-        x, x0_prev, h_prev = carry
-        t, s, i = inputs
-        x0 = model.x0(x, t, cond)
-        a_t, sig_t, a_s, sig_s = process.alpha(t), process.sigma(t), process.alpha(s), process.sigma(s)
-        e_minus_h = (a_t * sig_s) / (a_s * sig_t)
-        h = safe_neg_log(e_minus_h)                                 # +inf where e^{-h} = 0
-        second = (i > 0) & jnp.isfinite(h) & jnp.isfinite(h_prev) & (h_prev > 0)
-        half_over_r = jnp.where(second, h / (2.0 * jnp.where(second, h_prev, 1.0)), 0.0)
-        d = x0 + half_over_r * (x0 - x0_prev)
-        x_next = (sig_s / sig_t) * x + a_s * (1.0 - e_minus_h) * d
-        return (x_next.astype(x.dtype), x0.astype(x.dtype), h.astype(h_prev.dtype)), 1
-
-    init = (x1, jnp.zeros_like(x1), jnp.zeros((), x1.dtype))
-    (x, _, _), nfe = jax.lax.scan(step, init, (ts[:-1], ts[1:], jnp.arange(n)))
-    return finish(model, x, ts[-1], cond, denoise, jnp.sum(nfe))
+    x = run(model, dpm_solver_pp_2m_recurrence(model, ts, cond=cond), x1)
+    return finish(model, x, ts[-1], cond, denoise, ts.shape[0] - 1)
 
 
 register("dpm_solver_pp_2m", dpm_solver_pp_2m, summary="DPM-Solver++(2M), multistep exponential integrator",
-         nfe_per_step="1", order="2", stochastic=False)
+         nfe_per_step="1", order="2", stochastic=False, recurrence=dpm_solver_pp_2m_recurrence)
 
 
 # -- the rest of k-diffusion's DPM-Solver++ family: 2S ancestral, 2M SDE, 3M (SDE) -------------------

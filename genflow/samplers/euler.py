@@ -3,13 +3,42 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from jax import Array
 
 from genflow.models.model import Model
 from genflow.samplers._common import Stats, finish, need_key, normal_like, sampler
+from genflow.samplers.recurrence import Recurrence, run
 from genflow.samplers.registry import register
+
+
+def euler_ode_recurrence(model: Model, ts: Array, *, key: Array | None = None, cond: Any = None) -> Recurrence:
+    """``euler_ode``'s steps as a ``Recurrence``: x_{k+1} = x_k + (t_{k+1} - t_k) v(x_k, t_k)."""
+
+    def step(m: Model, carry, k):
+        (x,) = carry
+        return (x + (ts[k + 1] - ts[k]) * m.velocity(x, ts[k], cond),)
+
+    return Recurrence(lambda x1: (x1,), step, ts[:-1], cond)
+
+
+def euler_maruyama_recurrence(model: Model, ts: Array, *, key: Array | None = None,
+                              cond: Any = None) -> Recurrence:
+    """``euler_maruyama``'s steps as a ``Recurrence`` (step k's noise from ``fold_in(key, k)``)."""
+    need_key("euler_maruyama", key)
+    process = model.process
+    n = ts.shape[0] - 1
+
+    def step(m: Model, carry, k):
+        (x,) = carry
+        t, s = ts[k], ts[k + 1]
+        g2 = process.g2(t)
+        drift = process.f(t) * x - g2 * m.score(x, t, cond)
+        z = normal_like(key, k, x)
+        noise_scale = jnp.where(k < n - 1, jnp.sqrt(g2 * (t - s)), 0.0)
+        return (x - (t - s) * drift + noise_scale * z,)
+
+    return Recurrence(lambda x1: (x1,), step, ts[:-1], cond)
 
 
 @sampler("euler_ode")
@@ -21,13 +50,8 @@ def euler_ode(model: Model, x1: Array, ts: Array, *, key: Array | None = None, c
     Args: x1 (B, ...) prior draw; ts (n+1,) decreasing from t_max to t_min; cond labels (B,).
     Returns (x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE), stats).
     """
-
-    def step(x, ts_pair):
-        t, s = ts_pair
-        return x + (s - t) * model.velocity(x, t, cond), 1
-
-    x, nfe = jax.lax.scan(step, x1, (ts[:-1], ts[1:]))
-    return finish(model, x, ts[-1], cond, denoise, jnp.sum(nfe))
+    x = run(model, euler_ode_recurrence(model, ts, cond=cond), x1)
+    return finish(model, x, ts[-1], cond, denoise, ts.shape[0] - 1)
 
 
 @sampler("euler_maruyama")
@@ -39,23 +63,11 @@ def euler_maruyama(model: Model, x1: Array, ts: Array, *, key: Array | None = No
     the step from ``fold_in(key, i)``; the last step adds no noise (its noise would be
     left in the sample). Args and ``denoise`` as ``euler_ode``; key a PRNG key (required).
     """
-    need_key("euler_maruyama", key)
-    process = model.process
-    n = ts.shape[0] - 1
-
-    def step(x, inputs):
-        t, s, i = inputs
-        g2 = process.g2(t)
-        drift = process.f(t) * x - g2 * model.score(x, t, cond)
-        z = normal_like(key, i, x)
-        noise_scale = jnp.where(i < n - 1, jnp.sqrt(g2 * (t - s)), 0.0)
-        return x - (t - s) * drift + noise_scale * z, 1
-
-    x, nfe = jax.lax.scan(step, x1, (ts[:-1], ts[1:], jnp.arange(n)))
-    return finish(model, x, ts[-1], cond, denoise, jnp.sum(nfe))
+    x = run(model, euler_maruyama_recurrence(model, ts, key=key, cond=cond), x1)
+    return finish(model, x, ts[-1], cond, denoise, ts.shape[0] - 1)
 
 
 register("euler_ode", euler_ode, summary="Euler on the PF-ODE in the process's own time t", nfe_per_step="1",
-         order="1", stochastic=False)
+         order="1", stochastic=False, recurrence=euler_ode_recurrence)
 register("euler_maruyama", euler_maruyama, summary="Euler–Maruyama on the reverse SDE (last step noiseless)",
-         nfe_per_step="1", order="1 (weak)", stochastic=True)
+         nfe_per_step="1", order="1 (weak)", stochastic=True, recurrence=euler_maruyama_recurrence)

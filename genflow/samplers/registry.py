@@ -27,6 +27,9 @@ class SamplerInfo:
     config: dict[str, str] = field(default_factory=dict)  # sample.<field> -> keyword option
     ddpm_only: bool = False         # runs DDPM's discrete chain only
     fixed_grid: bool = True         # steps exactly on ts (False: adaptive between ts[0] and ts[-1])
+    # (model, ts, *, key, cond, **options) -> Recurrence: the sampler's steps for the parallel-in-time
+    # driver (genflow.samplers.parallel); None for samplers it does not cover.
+    recurrence: Callable | None = None
 
     def options(self, sample_cfg) -> dict:
         """The keyword options a ``config.Sample`` sets for this sampler (a field left None keeps the
@@ -38,10 +41,11 @@ SAMPLERS: dict[str, SamplerInfo] = {}
 
 
 def register(name: str, fn: Callable, *, summary: str, nfe_per_step: str, order: str, stochastic: bool,
-             config: dict[str, str] | None = None, ddpm_only: bool = False, fixed_grid: bool = True) -> Callable:
+             config: dict[str, str] | None = None, ddpm_only: bool = False, fixed_grid: bool = True,
+             recurrence: Callable | None = None) -> Callable:
     """Add ``fn`` to the table under ``name`` (an existing name is replaced). Returns ``fn``."""
     SAMPLERS[name] = SamplerInfo(name, fn, summary, nfe_per_step, order, stochastic, dict(config or {}),
-                                 ddpm_only, fixed_grid)
+                                 ddpm_only, fixed_grid, recurrence)
     return fn
 
 
