@@ -98,6 +98,10 @@ class Sample:
     churn: float = 0.0               # edm_heun's S_churn
     guidance: float = 0.0            # classifier-free guidance scale w (conditional runs; 0: none)
     guidance_interval: tuple[float, ...] = ()  # (lo, hi): guide only for noise levels sigma/alpha in (lo, hi]
+    parallel: str = ""               # parallel-in-time solve of a fixed-grid sampler: "" (off) | picard | newton
+    window: int = 0                  # parallel: steps per round (0: all of them)
+    tol: float = 1e-3                # parallel: accepted per-step update, relative to the noise level
+    jacobian: str = "isotropic"      # newton: isotropic (1 JVP per step) | full (exact; low-dimensional data)
 
 
 @dataclass(frozen=True)

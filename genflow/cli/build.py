@@ -50,6 +50,7 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
     _choice("train.dtype", exp.train.dtype, DTYPES)
     _choice("sample.sampler", exp.sample.sampler, registry.names())
     _choice("sample.grid", exp.sample.grid, GRIDS)
+    _check_parallel(exp.sample)
     for key, value in [("train.batch_size", exp.train.batch_size), ("train.steps", exp.train.steps),
                        ("train.log_every", exp.train.log_every), ("train.ckpt_every", exp.train.ckpt_every),
                        ("sample.steps", exp.sample.steps), ("sample.num", exp.sample.num)]:
@@ -308,15 +309,39 @@ def sampler_info(cfg: C.Sample, process) -> SamplerInfo:
     return info
 
 
-def build_sampler(cfg: C.Sample, process) -> Callable:
-    """``sample(model, x1, key, cond) -> (x0, nfe)`` for the configured sampler, grid and options;
-    nfe is the sampler's own count of the model evaluations it made (``stats["nfe"]``)."""
+def _check_parallel(cfg: C.Sample) -> None:
+    if not cfg.parallel:
+        return
+    from genflow.samplers import parallel
+
+    _choice("sample.parallel", cfg.parallel, parallel.METHODS)
+    _choice("sample.jacobian", cfg.jacobian, parallel.JACOBIANS)
+    if cfg.sampler not in parallel.supported():
+        raise ConfigError(f"sample.parallel={cfg.parallel} solves fixed-grid samplers with one network call per step; "
+                          f"{cfg.sampler} is not one of them: choose one of {', '.join(parallel.supported())}.")
+    if cfg.window < 0:
+        raise ConfigError(f"sample.window must be zero (all steps) or positive, got {cfg.window}.")
+    if not cfg.tol >= 0:
+        raise ConfigError(f"sample.tol must be zero or positive, got {cfg.tol}.")
+
+
+def build_sampler(cfg: C.Sample, process, sharding=None) -> Callable:
+    """``sample(model, x1, key, cond) -> (x0, stats)`` for the configured sampler, grid and options;
+    ``stats["nfe"]`` is the sampler's own count of the model evaluations it made. With
+    ``sample.parallel`` set, the sampler's steps are solved in parallel in time
+    (``genflow.samplers.parallel``; ``stats["rounds"]`` its sequential depth), the window's batch
+    placed with ``sharding`` where given."""
     info = sampler_info(cfg, process)
     ts = build_grid(cfg, process)
     options = info.options(cfg)
 
     def sample(model, x1, key, cond=None):
-        x, stats = info.fn(model, x1, ts, key=key, cond=cond, denoise=cfg.denoise, **options)
-        return x, stats["nfe"]
+        if cfg.parallel:
+            from genflow.samplers import parallel
+
+            return parallel.sample(model, x1, ts, sampler=cfg.sampler, method=cfg.parallel, key=key, cond=cond,
+                                   denoise=cfg.denoise, window=cfg.window or None, tol=cfg.tol,
+                                   jacobian=cfg.jacobian, sharding=sharding, **options)
+        return info.fn(model, x1, ts, key=key, cond=cond, denoise=cfg.denoise, **options)
 
     return sample

@@ -87,8 +87,8 @@ def compare_command(experiment_path: str, out_dir: str | None = None, steps: int
         o = exp.optim
         tx = build.build_optimizer(o)
         net = build.build_net(exp.net, tuple(data.shape), exp.train.dtype, seed)
-        with_nfe = build.build_sampler(exp.sample, process)
-        sampler = lambda model, x1, key: with_nfe(model, x1, key)[0]  # noqa: E731
+        with_stats = build.build_sampler(exp.sample, process)
+        sampler = lambda model, x1, key: with_stats(model, x1, key)[0]  # noqa: E731
     except (ConfigError, ValueError) as e:
         print(f"genflow: error: {e}", file=sys.stderr)
         return 2

@@ -93,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="guide only where the noise level sigma/alpha lies in (LO, HI] (Kynkaanniemi et al. 2024)")
     s.add_argument("--guide", default=None, metavar="RUN2",
                    help="autoguidance: a weaker run of the same task in place of the unconditional branch")
+    s.add_argument("--parallel", default=None, choices=["picard", "newton"],
+                   help="solve the sampler's steps in parallel in time (fixed-grid samplers with 1 NFE per step)")
+    s.add_argument("--window", type=int, default=None, help="parallel: steps per round (default: all)")
+    s.add_argument("--tol", type=float, default=None,
+                   help="parallel: accepted per-step update relative to the noise level (default 1e-3)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other sample.* setting, e.g. --set eta=1.0 or --set churn=40")
@@ -240,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
 
             named = [f"{k}={v}" for k, v in [("sampler", args.sampler), ("steps", args.steps), ("grid", args.grid),
                                               ("rtol", args.rtol), ("atol", args.atol), ("guidance", args.guidance),
-                                              ("guidance_interval", args.guidance_interval)] if v is not None]
+                                              ("guidance_interval", args.guidance_interval),
+                                              ("parallel", args.parallel), ("window", args.window),
+                                              ("tol", args.tol)] if v is not None]
             try:
                 sample(args.run_dir, args.num, args.out or os.path.join(args.run_dir, "sample.png"),
                        seed=args.seed, overrides=named + args.set, labels=args.labels, guide=args.guide,

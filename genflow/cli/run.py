@@ -122,11 +122,15 @@ def sample_labels(num_classes: int | None, labels: str | list[int] | None, num: 
 def make_generator(spec: ModelSpec, shape: tuple[int, ...], sample_cfg: C.Sample, num: int, mesh, *,
                    with_nfe: bool = False, guide: ModelSpec | None = None):
     """jit-compiled ``generate(params, key, labels=None, guide_params=None) -> (num, *shape)`` with the
-    configured sampler and guidance (``-> (samples, nfe)`` with ``with_nfe``, nfe the model evaluations
-    per sample). The guidance scale is a traced value: a new ``sample.guidance`` does not recompile."""
-    sampler = build.build_sampler(sample_cfg, spec.process)
-    shape = (num,) + tuple(shape)
+    configured sampler and guidance (``-> (samples, stats)`` with ``with_nfe``, ``stats["nfe"]`` the
+    model evaluations per sample). The guidance scale is a traced value: a new ``sample.guidance``
+    does not recompile."""
     split = num % mesh.size == 0  # shard the batch over devices when it divides evenly
+    # a parallel-in-time solve stacks its window's steps into the batch: that batch is what is split
+    window = sample_cfg.window or sample_cfg.steps
+    window_sharding = NamedSharding(mesh, P("data")) if (window * num) % mesh.size == 0 else None
+    sampler = build.build_sampler(sample_cfg, spec.process, sharding=window_sharding)
+    shape = (num,) + tuple(shape)
     interval = tuple(sample_cfg.guidance_interval) or None
     use_guidance = bool(sample_cfg.guidance) or guide is not None
 
@@ -139,8 +143,8 @@ def make_generator(spec: ModelSpec, shape: tuple[int, ...], sample_cfg: C.Sample
         x1 = spec.process.prior(k1, shape)
         if split:
             x1 = jax.lax.with_sharding_constraint(x1, NamedSharding(mesh, P("data")))
-        x, nfe = sampler(model, x1, k2, labels)
-        return (x, nfe) if with_nfe else x
+        x, stats = sampler(model, x1, k2, labels)
+        return (x, stats) if with_nfe else x
 
     def generate(params, key, labels=None, guide_params=None):
         labels = None if labels is None else jnp.asarray(labels, jnp.int32)
@@ -152,11 +156,12 @@ def make_generator(spec: ModelSpec, shape: tuple[int, ...], sample_cfg: C.Sample
 def generate_samples(spec: ModelSpec, shape, mesh, params, sample_cfg: C.Sample, num: int, seed: int = 0, *,
                      labels: np.ndarray | None = None, guide: ModelSpec | None = None, guide_params=None,
                      chunk: int = 1024, progress: bool = True,
-                     stop: "_SampleStop | None" = None) -> tuple[np.ndarray, float]:
+                     stop: "_SampleStop | None" = None, stats: dict | None = None) -> tuple[np.ndarray, float]:
     """(samples, mean NFE per sample): ``num`` samples in chunks of at most ``chunk`` (one compiled
     program), with a progress bar. Chunk i uses key fold_in(seed, i), so the first n samples do
     not depend on ``num``. ``labels`` (num,) condition a class-conditional run. With ``stop`` set
-    (Ctrl-C during sampling), the chunks done so far are returned."""
+    (Ctrl-C during sampling), the chunks done so far are returned. A dict passed as ``stats``
+    receives each of the sampler's other stats (e.g. a parallel solve's ``rounds``) per chunk."""
     size = min(chunk, num)
     generate = make_generator(spec, shape, sample_cfg, size, mesh, with_nfe=True, guide=guide)
     key = jax.random.PRNGKey(seed)
@@ -170,9 +175,12 @@ def generate_samples(spec: ModelSpec, shape, mesh, params, sample_cfg: C.Sample,
         lab = None
         if labels is not None:
             lab = np.resize(labels[i * size:(i + 1) * size], size)   # the last chunk is padded, then cut
-        x, nfe = generate(params, jax.random.fold_in(key, i), lab, guide_params)
+        x, chunk_stats = generate(params, jax.random.fold_in(key, i), lab, guide_params)
         out.append(np.asarray(x))
-        nfes.append(float(nfe))
+        nfes.append(float(chunk_stats["nfe"]))
+        if stats is not None:
+            for name, value in chunk_stats.items():
+                stats.setdefault(name, []).append(np.asarray(value))
         bar.update(1)
     bar.close()
     if not out:
@@ -515,11 +523,12 @@ def sample(workdir: str, num: int, out: str, *, seed: int = 0, overrides: list[s
         raise ConfigError(f"--out {out} is a directory; pass a file name ending in .png, .npz or .npy.")
     check_free_space(out_dir, num * int(np.prod(run.shape)) * 4 + (1 << 20), f"{num:,} samples")
     start = time.perf_counter()
+    chunk_stats: dict = {}
     with _SampleStop() as stop:
         x, nfe = generate_samples(run.eval_spec, run.shape, run.mesh, run.params, cfg, num, seed, labels=y,
                                   guide=None if guide_run is None else guide_run.eval_spec,
                                   guide_params=None if guide_run is None else guide_run.params,
-                                  progress=progress, stop=stop)
+                                  progress=progress, stop=stop, stats=chunk_stats)
     seconds = time.perf_counter() - start
     done = len(x)
     if done == 0:
@@ -533,6 +542,14 @@ def sample(workdir: str, num: int, out: str, *, seed: int = 0, overrides: list[s
     else:
         np.save(out, x)
     what = f"{cfg.sampler} on a {cfg.grid} grid" if registry.get(cfg.sampler).fixed_grid else cfg.sampler
+    result = {}
+    if cfg.parallel:
+        rounds, residual = int(np.max(chunk_stats["rounds"])), float(np.max(chunk_stats["residual"]))
+        converged = bool(np.all(chunk_stats["converged"]))
+        what += (f", solved by {cfg.parallel} iteration in {rounds} rounds for {cfg.steps} steps "
+                 f"(window {cfg.window or cfg.steps}, tol {cfg.tol:g}, last update {residual:.2g} of tol's scale"
+                 f"{'' if converged else ', NOT converged'})")
+        result = {"rounds": rounds, "residual": residual, "converged": converged}
     if cfg.guidance:
         what += f", guidance w={cfg.guidance:g}" + (f" in {tuple(cfg.guidance_interval)}" if cfg.guidance_interval else "")
         what += f" ({'autoguidance from ' + guide if guide else 'classifier-free'})"
@@ -541,7 +558,7 @@ def sample(workdir: str, num: int, out: str, *, seed: int = 0, overrides: list[s
     if stop.raised:
         print(f"genflow: interrupted after {done} of {num} samples; those were written.", file=sys.stderr)
         raise KeyboardInterrupt
-    return {"nfe": nfe, "seconds": seconds, "out": out, "labels": y}
+    return {"nfe": nfe, "seconds": seconds, "out": out, "labels": y, **result}
 
 
 def eval_run(workdir: str, seed: int = 0) -> list[str]:

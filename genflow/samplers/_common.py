@@ -118,6 +118,7 @@ def sampler(name: str, static_argnames: tuple[str, ...] = ("denoise",), check: C
             return jitted(model, x1, ts, **kwargs)
 
         call.jitted = jitted
+        call.check = check          # the sampler's own checks, for drivers that reuse its steps
         return call
 
     return wrap

@@ -31,7 +31,7 @@ def _check(model, x1, ts, **kwargs) -> None:
                              "process.timesteps() (all K steps) or a subsequence of it.")
 
 
-def ancestral_recurrence(model: Model, ts: Array, *, key: Array | None = None, cond: Any = None,
+def ancestral_recurrence(model: Model, ts: Array, *, key: Array | None = None,
                          variance: str = "posterior") -> Recurrence:
     """``ancestral``'s steps as a ``Recurrence``; the network is called at t_k = k / K."""
     need_key("ancestral", key)
@@ -39,7 +39,7 @@ def ancestral_recurrence(model: Model, ts: Array, *, key: Array | None = None, c
     log_abar = process.log_alpha_knots()                              # k = 0..K
     ks, js = process.step_of_time(ts[:-1]), process.step_of_time(ts[1:])
 
-    def step(m: Model, carry, i):
+    def step(m: Model, carry, i, cond):
         (x,) = carry
         k, j = ks[i], js[i]
         la = log_abar.astype(x.dtype)
@@ -52,7 +52,7 @@ def ancestral_recurrence(model: Model, ts: Array, *, key: Array | None = None, c
         return ((mean + scale * normal_like(key, i, x)).astype(x.dtype),)
 
     times = ks.astype(ts.dtype) / process.num_steps
-    return Recurrence(lambda x1: (x1,), step, times, cond)
+    return Recurrence(lambda x1: (x1,), step, times, js[-1].astype(ts.dtype) / process.num_steps)
 
 
 @sampler("ancestral", static_argnames=("variance", "denoise"), check=_check)
@@ -77,10 +77,9 @@ def ancestral(model: Model, x1: Array, ts: Array, *, key: Array | None = None, c
     Reference: Ho et al. 2020, Algorithm 2 and Sec. 3.2 (the two choices of sigma_t^2); Nichol &
       Dhariwal 2021, Sec. 4 (respacing a chain to a subsequence of its steps).
     """
-    rec = ancestral_recurrence(model, ts, key=key, cond=cond, variance=variance)
-    x = run(model, rec, x1)
-    return finish(model, x, model.process.step_of_time(ts[-1]).astype(x.dtype) / model.process.num_steps, cond,
-                  denoise, ts.shape[0] - 1)
+    rec = ancestral_recurrence(model, ts, key=key, variance=variance)
+    x = run(model, rec, x1, cond)
+    return finish(model, x, rec.end.astype(x.dtype), cond, denoise, ts.shape[0] - 1)
 
 
 register("ancestral", ancestral, summary="DDPM's ancestral sampler on its discrete steps (DDPM only)",

@@ -12,14 +12,14 @@ from genflow.samplers.recurrence import Recurrence, run
 from genflow.samplers.registry import register
 
 
-def ddim_recurrence(model: Model, ts: Array, *, key: Array | None = None, cond: Any = None,
+def ddim_recurrence(model: Model, ts: Array, *, key: Array | None = None,
                     eta: float = 0.0) -> Recurrence:
     """``ddim``'s steps as a ``Recurrence`` (eta static; step k's noise from ``fold_in(key, k)``)."""
     if eta != 0.0:
         need_key(f"ddim with eta={eta}", key)
     process = model.process
 
-    def step(m: Model, carry, k):
+    def step(m: Model, carry, k, cond):
         (x,) = carry
         t, s = ts[k], ts[k + 1]
         x0, eps = x0_and_eps(m, x, t, cond)
@@ -32,7 +32,7 @@ def ddim_recurrence(model: Model, ts: Array, *, key: Array | None = None, cond: 
         c = eta * s_s * jnp.sqrt(jnp.maximum(1.0 - ratio, 0.0))
         return ((a_s * x0 + s_s * keep * eps + c * normal_like(key, k, x)).astype(x.dtype),)
 
-    return Recurrence(lambda x1: (x1,), step, ts[:-1], cond)
+    return Recurrence(lambda x1: (x1,), step, ts[:-1])
 
 
 @sampler("ddim", static_argnames=("eta", "denoise"))
@@ -53,7 +53,7 @@ def ddim(model: Model, x1: Array, ts: Array, *, key: Array | None = None, cond: 
     Returns: (x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE), stats).
     Reference: Song, Meng & Ermon 2021, eq. 12 (and eq. 16 for c).
     """
-    x = run(model, ddim_recurrence(model, ts, key=key, cond=cond, eta=eta), x1)
+    x = run(model, ddim_recurrence(model, ts, key=key, eta=eta), x1, cond)
     return finish(model, x, ts[-1], cond, denoise, ts.shape[0] - 1)
 
 

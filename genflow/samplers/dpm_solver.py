@@ -22,8 +22,7 @@ def safe_neg_log(r: Array) -> Array:
     return jnp.where(positive, -jnp.log(jnp.where(positive, r, 1.0)), jnp.inf)
 
 
-def dpm_solver_pp_2m_recurrence(model: Model, ts: Array, *, key: Array | None = None,
-                                cond: Any = None) -> Recurrence:
+def dpm_solver_pp_2m_recurrence(model: Model, ts: Array, *, key: Array | None = None) -> Recurrence:
     """``dpm_solver_pp_2m``'s steps as a ``Recurrence`` with carry (x_k, x0_hat_{k-1}); the step
     sizes h come from the grid, so the history is one array shaped like x."""
     process = model.process
@@ -32,7 +31,7 @@ def dpm_solver_pp_2m_recurrence(model: Model, ts: Array, *, key: Array | None = 
         e_minus_h = (process.alpha(t) * process.sigma(s)) / (process.alpha(s) * process.sigma(t))
         return e_minus_h, safe_neg_log(e_minus_h)                    # h = +inf where e^{-h} = 0
 
-    def step(m: Model, carry, i):
+    def step(m: Model, carry, i, cond):
         x, x0_prev = carry
         t, s = ts[i], ts[i + 1]
         x0 = m.x0(x, t, cond)
@@ -44,7 +43,7 @@ def dpm_solver_pp_2m_recurrence(model: Model, ts: Array, *, key: Array | None = 
         x_next = (process.sigma(s) / process.sigma(t)) * x + process.alpha(s) * (1.0 - e_minus_h) * d
         return x_next.astype(x.dtype), x0.astype(x.dtype)
 
-    return Recurrence(lambda x1: (x1, jnp.zeros_like(x1)), step, ts[:-1], cond)
+    return Recurrence(lambda x1: (x1, jnp.zeros_like(x1)), step, ts[:-1])
 
 
 @sampler("dpm_solver_pp_2m")
@@ -66,7 +65,7 @@ def dpm_solver_pp_2m(model: Model, x1: Array, ts: Array, *, key: Array | None = 
     Returns: (x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE), stats).
     Reference: Lu et al. 2022, "DPM-Solver++", Algorithm 2 (multistep second order).
     """
-    x = run(model, dpm_solver_pp_2m_recurrence(model, ts, cond=cond), x1)
+    x = run(model, dpm_solver_pp_2m_recurrence(model, ts), x1, cond)
     return finish(model, x, ts[-1], cond, denoise, ts.shape[0] - 1)
 
 

@@ -12,24 +12,23 @@ from genflow.samplers.recurrence import Recurrence, run
 from genflow.samplers.registry import register
 
 
-def euler_ode_recurrence(model: Model, ts: Array, *, key: Array | None = None, cond: Any = None) -> Recurrence:
+def euler_ode_recurrence(model: Model, ts: Array, *, key: Array | None = None) -> Recurrence:
     """``euler_ode``'s steps as a ``Recurrence``: x_{k+1} = x_k + (t_{k+1} - t_k) v(x_k, t_k)."""
 
-    def step(m: Model, carry, k):
+    def step(m: Model, carry, k, cond):
         (x,) = carry
         return (x + (ts[k + 1] - ts[k]) * m.velocity(x, ts[k], cond),)
 
-    return Recurrence(lambda x1: (x1,), step, ts[:-1], cond)
+    return Recurrence(lambda x1: (x1,), step, ts[:-1])
 
 
-def euler_maruyama_recurrence(model: Model, ts: Array, *, key: Array | None = None,
-                              cond: Any = None) -> Recurrence:
+def euler_maruyama_recurrence(model: Model, ts: Array, *, key: Array | None = None) -> Recurrence:
     """``euler_maruyama``'s steps as a ``Recurrence`` (step k's noise from ``fold_in(key, k)``)."""
     need_key("euler_maruyama", key)
     process = model.process
     n = ts.shape[0] - 1
 
-    def step(m: Model, carry, k):
+    def step(m: Model, carry, k, cond):
         (x,) = carry
         t, s = ts[k], ts[k + 1]
         g2 = process.g2(t)
@@ -38,7 +37,7 @@ def euler_maruyama_recurrence(model: Model, ts: Array, *, key: Array | None = No
         noise_scale = jnp.where(k < n - 1, jnp.sqrt(g2 * (t - s)), 0.0)
         return (x - (t - s) * drift + noise_scale * z,)
 
-    return Recurrence(lambda x1: (x1,), step, ts[:-1], cond)
+    return Recurrence(lambda x1: (x1,), step, ts[:-1])
 
 
 @sampler("euler_ode")
@@ -50,7 +49,7 @@ def euler_ode(model: Model, x1: Array, ts: Array, *, key: Array | None = None, c
     Args: x1 (B, ...) prior draw; ts (n+1,) decreasing from t_max to t_min; cond labels (B,).
     Returns (x at ts[-1], or E[x0 | x] there with ``denoise=True`` (1 more NFE), stats).
     """
-    x = run(model, euler_ode_recurrence(model, ts, cond=cond), x1)
+    x = run(model, euler_ode_recurrence(model, ts), x1, cond)
     return finish(model, x, ts[-1], cond, denoise, ts.shape[0] - 1)
 
 
@@ -63,7 +62,7 @@ def euler_maruyama(model: Model, x1: Array, ts: Array, *, key: Array | None = No
     the step from ``fold_in(key, i)``; the last step adds no noise (its noise would be
     left in the sample). Args and ``denoise`` as ``euler_ode``; key a PRNG key (required).
     """
-    x = run(model, euler_maruyama_recurrence(model, ts, key=key, cond=cond), x1)
+    x = run(model, euler_maruyama_recurrence(model, ts, key=key), x1, cond)
     return finish(model, x, ts[-1], cond, denoise, ts.shape[0] - 1)
 
 
