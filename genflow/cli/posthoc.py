@@ -59,9 +59,9 @@ def reconstruct(workdir: str, sigma_rel: float, like) -> tuple[Any, dict]:
     directory = _snapshot_dir(workdir)
     try:
         return ema_snapshots.reconstruct(directory, sigma_rel, like)
-    except (ValueError, KeyError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise ConfigError(f"the EMA snapshots in {directory} cannot be read ({e}); remove the damaged file and "
-                          "run the command again.") from None
+    except ema_snapshots.SnapshotError as e:
+        raise ConfigError(f"EMA snapshot {e}; remove that file (the others still make a post-hoc EMA) and run "
+                          "the command again.") from None
 
 
 def write(workdir: str, weights, info: dict) -> str:

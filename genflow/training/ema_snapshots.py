@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from typing import Any
 
 import jax
@@ -24,6 +25,21 @@ from genflow.training import posthoc_ema
 
 DIRNAME = "ema_snapshots"
 _NAME = re.compile(r"^step_(\d+)\.npz$")
+
+
+class SnapshotError(ValueError):
+    """A snapshot file that cannot be read, or holds another network's parameters (one sentence)."""
+
+
+def _read(file: str, fn):
+    """``fn(npz)`` on the opened ``file``; a damaged file becomes a SnapshotError naming it."""
+    try:
+        with np.load(file) as z:
+            return fn(z)
+    except SnapshotError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise SnapshotError(f"{file} cannot be read ({type(e).__name__}: {e})") from None
 
 
 def _host(x) -> np.ndarray:
@@ -63,9 +79,9 @@ def read_tree(npz, prefix: str, like) -> Any:
 
 
 def check_paths(npz, like, source: str) -> None:
-    """ValueError (one sentence) unless ``npz['paths']`` are the leaf paths of ``like``."""
+    """SnapshotError (one sentence) unless ``npz['paths']`` are the leaf paths of ``like``."""
     if list(npz["paths"]) != leaf_paths(like):
-        raise ValueError(f"{source} holds parameters of another network than this run's config.json describes.")
+        raise SnapshotError(f"{source} holds parameters of another network than this run's config.json describes")
 
 
 def path(directory: str, step: int) -> str:
@@ -107,19 +123,18 @@ def truncate(directory: str, step: int) -> None:
 
 def index(directory: str) -> list[tuple[int, np.ndarray]]:
     """[(step, sigma_rels (P,))] of every snapshot, reading only those two small arrays of each."""
-    out = []
-    for s in steps(directory):
-        with np.load(path(directory, s)) as z:
-            out.append((int(z["step"]), np.asarray(z["sigma_rels"], np.float64)))
-    return out
+    return [_read(path(directory, s), lambda z: (int(z["step"]), np.asarray(z["sigma_rels"], np.float64)))
+            for s in steps(directory)]
 
 
 def load(directory: str, step: int, like) -> tuple[np.ndarray, tuple]:
     """(sigma_rels (P,), profiles): the snapshot at ``step`` in the structure of ``like``."""
-    with np.load(path(directory, step)) as z:
+    def read(z):
         check_paths(z, like, path(directory, step))
         sig = np.asarray(z["sigma_rels"], np.float64)
         return sig, tuple(read_tree(z, f"p{j}_", like) for j in range(len(sig)))
+
+    return _read(path(directory, step), read)
 
 
 def reconstruct(directory: str, sigma_rel: float, like, step: int | None = None) -> tuple[Any, dict]:
@@ -145,16 +160,20 @@ def reconstruct(directory: str, sigma_rel: float, like, step: int | None = None)
     leaves, treedef = jax.tree.flatten(like)
     acc = [np.zeros(np.shape(leaf), np.float64) for leaf in leaves]
     k = 0
+
+    def add(z, file):
+        nonlocal k
+        check_paths(z, like, file)
+        for j in range(len(z["sigma_rels"])):
+            c = coef.get(k, 0.0)
+            k += 1
+            if c == 0.0:
+                continue
+            for i in range(len(acc)):
+                acc[i] += c * z[f"p{j}_{i}"].astype(np.float64)
+
     for s in steps(directory):
-        with np.load(path(directory, s)) as z:
-            check_paths(z, like, path(directory, s))
-            for j in range(len(z["sigma_rels"])):
-                c = coef.get(k, 0.0)
-                k += 1
-                if c == 0.0:
-                    continue
-                for i in range(len(acc)):
-                    acc[i] += c * z[f"p{j}_{i}"].astype(np.float64)
+        _read(path(directory, s), lambda z: add(z, path(directory, s)))
     weights = jax.tree.unflatten(treedef, [a.astype(leaf.dtype) for a, leaf in zip(acc, leaves)])
     info = {"sigma_rel": float(sigma_rel), "gamma": gamma, "step": t_out, "rel_residual": residual,
             "snapshots": [[in_steps[i], entries[i][1], float(coef.get(i, 0.0))] for i in range(len(entries))]}
