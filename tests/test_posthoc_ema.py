@@ -250,3 +250,26 @@ def test_cli_train_ema_sample_on_the_digits(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "has no EMA snapshots" in err and err.count("\n") == 1, err
+
+
+def test_a_run_from_before_post_hoc_ema_still_resumes(tmp_path, capsys):
+    """A config.json without train.ema_sigma_rels (and checkpoints without power EMAs) is a run that
+    tracked none: it resumes as before, and `genflow ema` says it has no snapshots."""
+    from genflow import config as C
+    from genflow.cli.main import main
+    from genflow.cli.run import read_config, train
+
+    exp = C.Experiment(name="old", data=C.Data(name="moons"), process=C.Process(name="rectified_flow"),
+                       net=C.Net(width=16, depth=1), predicts="velocity", objective="flow_matching",
+                       train=C.Train(batch_size=16, steps=4, log_every=2, ckpt_every=2, ema_sigma_rels=()),
+                       sample=C.Sample(sampler="euler_ode", steps=2, num=8))
+    run = str(tmp_path / "old")
+    train(exp, run, progress=False)
+    cfg = json.load(open(os.path.join(run, "config.json")))
+    del cfg["train"]["ema_sigma_rels"], cfg["train"]["ema_snapshot_every"]
+    json.dump(cfg, open(os.path.join(run, "config.json"), "w"))
+    assert read_config(run).train.ema_sigma_rels == ()
+    assert main(["train", "--workdir", run, "--resume", "--set", "train.steps=6", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["ema", run, "--sigma-rel", "0.07"]) == 2
+    assert "has no EMA snapshots" in capsys.readouterr().err

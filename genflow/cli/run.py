@@ -443,7 +443,11 @@ def read_config(workdir: str) -> C.Experiment:
     if not os.path.exists(cfg_path):
         raise ConfigError(f"{workdir} is not a genflow run (no config.json); point at the directory `genflow train` wrote.")
     try:
-        return C.from_dict(C.Experiment, json.load(open(cfg_path)), source=cfg_path)
+        raw = json.load(open(cfg_path))
+        if isinstance(raw, dict) and isinstance(raw.get("train"), dict):
+            # a run from before post-hoc EMA tracked no power-function EMA: its checkpoints hold none
+            raw["train"].setdefault("ema_sigma_rels", [])
+        return C.from_dict(C.Experiment, raw, source=cfg_path)
     except ConfigError as e:
         raise ConfigError(f"{e} Fix the file, or restore it from the experiment file it was made "
                           "from.") from None
