@@ -83,6 +83,8 @@ class Train:
     keep: int = 2
     p_uncond: float = 0.1           # class-conditional nets: labels replaced by the null label with this probability
     max_skipped: int = 100          # stop after this many consecutive non-finite steps (0: never stop)
+    ema_sigma_rels: tuple[float, ...] = (0.05, 0.10)  # power-function EMAs tracked for post-hoc EMA (EDM2); () for none
+    ema_snapshot_every: int | None = None  # steps between their snapshots in RUN/ema_snapshots (None: train.ckpt_every)
 
 
 @dataclass(frozen=True)

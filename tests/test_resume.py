@@ -23,6 +23,34 @@ def losses(workdir):
     return {r["step"]: r["loss"] for r in rows}
 
 
+def assert_same_power_emas(a, b):
+    """The post-hoc EMA state of two runs is bit-identical: the same snapshot steps with equal arrays
+    in RUN/ema_snapshots, and equal power-function EMAs (state.phema) in their last checkpoints."""
+    import numpy as np
+
+    from genflow.cli.run import load_run
+    from genflow.training import Checkpointer, ema_snapshots
+
+    da, db = (os.path.join(w, ema_snapshots.DIRNAME) for w in (a, b))
+    assert ema_snapshots.steps(da) == ema_snapshots.steps(db) and ema_snapshots.steps(da)
+    assert sorted(os.listdir(da)) == sorted(os.listdir(db))     # no temporary file left behind
+    for s in ema_snapshots.steps(da):
+        with np.load(ema_snapshots.path(da, s)) as za, np.load(ema_snapshots.path(db, s)) as zb:
+            assert sorted(za.files) == sorted(zb.files)
+            for k in za.files:
+                np.testing.assert_array_equal(za[k], zb[k])
+    like = load_run(a).params
+    tracked = []
+    for w in (a, b):
+        ckpt = Checkpointer(os.path.join(w, "checkpoints"))
+        tracked.append(ckpt.restore_weights((like, like), field="phema"))
+        ckpt.close()
+    (sa, pa), (sb, pb) = tracked
+    assert sa == sb
+    for x, y in zip(jax.tree_util.tree_leaves(pa), jax.tree_util.tree_leaves(pb)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def test_stop_and_resume_reproduces_the_uninterrupted_losses(tmp_path):
     full = str(tmp_path / "full")
     train(TINY, full, progress=False)
@@ -35,6 +63,8 @@ def test_stop_and_resume_reproduces_the_uninterrupted_losses(tmp_path):
     train(TINY, part, resume=True, progress=False)
     assert losses(part) == losses(full)
     assert sorted(losses(part)) == list(range(1, 13))  # rows past the checkpoint were rewritten once
+    # the power EMAs too: the snapshot at 7 (past the resume point 5) is gone, 10 and 12 rewritten
+    assert_same_power_emas(part, full)
 
 
 KILL_EXP = ("from genflow.config import *\n"
@@ -71,8 +101,8 @@ def test_hard_kills_sigterm_and_ctrl_c_at_random_steps_resume_bit_identically(tm
     """A real run is killed by PID at seeded random steps: twice with SIGKILL (no chance to save:
     resume from the last checkpoint, up to 6 steps back), then SIGTERM (saves, exit 143, prints
     the command that continues it) and SIGINT (saves, exit 130). Resumed each time with only
-    `--workdir W --resume`, it ends with the metrics rows and EMA weights of an uninterrupted run,
-    bit for bit."""
+    `--workdir W --resume`, it ends with the metrics rows, EMA weights, power-function EMAs and
+    post-hoc EMA snapshots of an uninterrupted run, bit for bit."""
     import numpy as np
 
     from genflow.cli.run import load_run
@@ -103,6 +133,7 @@ def test_hard_kills_sigterm_and_ctrl_c_at_random_steps_resume_bit_identically(tm
     assert a.step == b.step == steps
     for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert_same_power_emas(workdir, ref)
 
 
 def test_resume_uses_the_runs_own_config_and_logs_identical_rows(tmp_path, capsys):

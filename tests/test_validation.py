@@ -37,6 +37,10 @@ from genflow.training.loop import TrainingDiverged
     ("train.p_uncond=1.5", "train.p_uncond must be in [0, 1], got 1.5."),
     ("sample.sampler=heunn", "sample.sampler 'heunn' is not one of"),
     ("sample.guidance=2", "is classifier-free guidance, which needs a class-conditional run"),
+    ("train.ema_sigma_rels=0.05,0.3", "train.ema_sigma_rels takes EMA lengths sigma_rel between 0 and 0.2887"),
+    ("train.ema_sigma_rels=0.1,0.1", "train.ema_sigma_rels lists a value twice (0.1, 0.1)"),
+    ("train.ema_snapshot_every=0", "train.ema_snapshot_every must be positive (or None for every train.ckpt_every "
+                                   "steps), got 0."),
 ])
 def test_bad_value_is_one_sentence_and_writes_nothing(capsys, tmp_path, override, message):
     workdir = str(tmp_path / "never")

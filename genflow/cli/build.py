@@ -61,6 +61,7 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
             raise ConfigError(f"{key} must be a finite number, got {value}.")
     if not 0.0 <= exp.optim.ema_decay < 1.0:
         raise ConfigError(f"optim.ema_decay must be in [0, 1), got {exp.optim.ema_decay}.")
+    _check_posthoc_ema(exp.train)
     if exp.optim.lr <= 0:
         raise ConfigError(f"optim.lr must be positive, got {exp.optim.lr}.")
     for key, value in [("optim.b1", exp.optim.b1), ("optim.b2", exp.optim.b2)]:
@@ -110,6 +111,26 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
 
 
 _MAY_BE_INF = ("sample.guidance_interval",)
+
+
+def check_sigma_rel(key: str, value: float) -> None:
+    """One sentence unless ``value`` is a power-function EMA length sigma_rel, in (0, sqrt(1/12))."""
+    from genflow.training.posthoc_ema import SIGMA_REL_MAX
+
+    if not 0.0 < value < SIGMA_REL_MAX:
+        raise ConfigError(f"{key} takes EMA lengths sigma_rel between 0 and {SIGMA_REL_MAX:.4f} (sqrt(1/12), a plain "
+                          f"average) exclusive, such as 0.05 or 0.1; got {value:g}.")
+
+
+def _check_posthoc_ema(train: C.Train) -> None:
+    for value in train.ema_sigma_rels:
+        check_sigma_rel("train.ema_sigma_rels", value)
+    if len(set(train.ema_sigma_rels)) != len(train.ema_sigma_rels):
+        raise ConfigError(f"train.ema_sigma_rels lists a value twice ({', '.join(map(str, train.ema_sigma_rels))}); "
+                          "give each EMA length once.")
+    if train.ema_snapshot_every is not None and train.ema_snapshot_every <= 0:
+        raise ConfigError(f"train.ema_snapshot_every must be positive (or None for every train.ckpt_every steps), "
+                          f"got {train.ema_snapshot_every}.")
 
 
 def _check_process_values(cfg: C.Process) -> None:

@@ -71,14 +71,16 @@ def _features_padded(extractor, images: np.ndarray, batch_size: int) -> np.ndarr
 
 
 def fid_command(run_dir: str, ref_stats: str, num: int = 50_000, batch_size: int = 250, seed: int = 0,
-                weights: str | None = None, *, overrides: list[str] = (), progress: bool = True) -> float:
+                weights: str | None = None, *, overrides: list[str] = (), progress: bool = True,
+                ema: str | None = None) -> float:
     """FID of ``num`` samples from a run's EMA weights (its configured sampler) against reference
     statistics. Samples in [-1, 1] are rounded to uint8 as a PNG would store them, grey is
     repeated to RGB, then they go through pytorch-fid's preprocessing and network.
 
     Args: run_dir: a ``genflow train`` run; ref_stats: a pytorch-fid ``.npz``; batch_size: samples
     per sampler call and per Inception pass; seed: sampler noise (chunk i uses fold_in(seed, i));
-    overrides: ``sample.*`` settings over the run's own (``guidance=1.5``, ``steps=35``, ...). A
+    overrides: ``sample.*`` settings over the run's own (``guidance=1.5``, ``steps=35``, ...); ema:
+    ``"sigma_rel=S"`` for the run's post-hoc EMA of that length (``genflow ema``). A
     class-conditional run is sampled with every class in turn (a uniform class mix).
     Returns: the FID (also printed)."""
     import jax
@@ -93,7 +95,7 @@ def fid_command(run_dir: str, ref_stats: str, num: int = 50_000, batch_size: int
         raise ConfigError(f"--batch-size must be positive, got {batch_size}.")
     mu_ref, sigma_ref = load_stats(ref_stats)       # fail before anything is built or compiled
     extractor = InceptionFeatures(load_fid_inception(weights))
-    run = load_run(run_dir)
+    run = load_run(run_dir, ema)
     from genflow import config as C
     from genflow.cli import build
 

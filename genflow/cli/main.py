@@ -1,4 +1,4 @@
-"""The ``genflow`` command: train, sample, config."""
+"""The ``genflow`` command: train, sample, ema, config, ..."""
 from __future__ import annotations
 
 import argparse
@@ -98,9 +98,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--window", type=int, default=None, help="parallel: steps per round (default: all)")
     s.add_argument("--tol", type=float, default=None,
                    help="parallel: accepted per-step update relative to the noise level (default 1e-3)")
+    s.add_argument("--ema", default=None, metavar="sigma_rel=S",
+                   help="sample the post-hoc EMA of relative length S (see `genflow ema`) instead of optim.ema_decay's")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other sample.* setting, e.g. --set eta=1.0 or --set churn=40")
+
+    m = sub.add_parser("ema", help="post-hoc EMA: reconstruct the EMA of any length from a run's snapshots "
+                       "(EDM2) and write it to RUN_DIR/ema/sigma_rel=S")
+    m.add_argument("run_dir")
+    m.add_argument("--sigma-rel", type=float, action="append", required=True, metavar="S",
+                   help="relative EMA length (std of the averaging profile / training time), e.g. 0.07; repeatable")
 
     lk = sub.add_parser("likelihood", help="PF-ODE negative log-likelihood (and bits/dim for images) of held-out data")
     lk.add_argument("run_dir")
@@ -152,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--guidance", type=float, default=None, metavar="W",
                    help="classifier-free guidance scale of a conditional run (classes in turn, so the mix is uniform)")
     f.add_argument("--guidance-interval", default=None, metavar="LO,HI")
+    f.add_argument("--ema", default=None, metavar="sigma_rel=S", help="use the post-hoc EMA of relative length S")
     f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any sample.* setting, e.g. --set steps=35 --set sampler=edm_heun")
 
@@ -232,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             named = [f"{k}={v}" for k, v in [("guidance", args.guidance), ("guidance_interval", args.guidance_interval)]
                      if v is not None]
             fid_command(args.run_dir, args.ref, args.num, args.batch_size, args.seed, args.weights,
-                        overrides=named + args.set)
+                        overrides=named + args.set, ema=args.ema)
             return 0
         if args.command == "fid-stats":
             from genflow.cli.fid import fid_stats_command
@@ -251,10 +260,15 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 sample(args.run_dir, args.num, args.out or os.path.join(args.run_dir, "sample.png"),
                        seed=args.seed, overrides=named + args.set, labels=args.labels, guide=args.guide,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, ema=args.ema)
             except KeyboardInterrupt:
                 print("genflow: sampling interrupted.", file=sys.stderr)
                 return 130
+            return 0
+        if args.command == "ema":
+            from genflow.cli.posthoc import ema_command
+
+            print("\n".join(ema_command(args.run_dir, args.sigma_rel)))
             return 0
         if args.command == "likelihood":
             from genflow.cli.run import likelihood

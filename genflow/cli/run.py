@@ -1,7 +1,9 @@
 """A training run on disk: build everything from an Experiment, train, sample, resume.
 
 Layout of a run directory: config.json, metrics.jsonl, samples.png, loss.png, eval.json,
-checkpoints/ and tensorboard/ (event files: `tensorboard --logdir runs`).
+checkpoints/, tensorboard/ (event files: `tensorboard --logdir runs`), ema_snapshots/ (the
+power-function EMAs every train.ema_snapshot_every steps) and ema/sigma_rel=S/ (post-hoc EMAs
+written by `genflow ema`).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from genflow.samplers import registry
 from genflow.plotting import loss_curve, save_samples
 from genflow.progress import progress_bar
 from genflow.training.checkpoint import CorruptCheckpoint
-from genflow.training import Checkpointer, init_state, make_mesh, make_train_step, metrics_file, train_loop
+from genflow.training import (Checkpointer, ema_snapshots, init_state, make_mesh, make_train_step, metrics_file,
+                              train_loop)
 from genflow.training.tensorboard import SummaryWriter
 
 
@@ -83,7 +86,7 @@ def build_parts(exp: C.Experiment, position: int = 0) -> Parts:
     net = build.build_net(exp.net, data.shape, exp.train.dtype, exp.train.seed)
     spec, eval_spec, params = train_and_eval_specs(net, process, build.build_parameterization(exp))
     tx = build.build_optimizer(exp.optim)
-    state = jax.device_put(init_state(params, tx, exp.train.seed), NamedSharding(mesh, P()))
+    state = jax.device_put(init_state(params, tx, exp.train.seed, exp.train.ema_sigma_rels), NamedSharding(mesh, P()))
     return Parts(exp, process, data, spec, eval_spec, tx, state, mesh)
 
 
@@ -276,6 +279,13 @@ def check_free_space(directory: str, needed: int, what: str) -> None:
                           f"{needed / 2**20:,.1f} MiB; free some space or pick a directory on another disk.")
 
 
+def snapshot_every(train_cfg: C.Train) -> int:
+    """Steps between post-hoc EMA snapshots (0: none, as no power-function EMA is tracked)."""
+    if not train_cfg.ema_sigma_rels:
+        return 0
+    return train_cfg.ema_snapshot_every or train_cfg.ckpt_every
+
+
 def _state_bytes(state) -> int:
     return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(state)
                    if hasattr(x, "dtype")))
@@ -305,7 +315,7 @@ def _check_workdir(exp: C.Experiment, workdir: str, resume: bool) -> None:
         saved = read_config(workdir)
         diffs = [d for d in C.differences(saved, exp) if not d.startswith(("train.steps", "train.log_every",
                                                                              "train.sample_every", "train.ckpt_every",
-                                                                             "sample."))]
+                                                                             "train.ema_snapshot_every", "sample."))]
         if diffs:
             raise ConfigError(f"{workdir} holds a different experiment ({diffs[0]}); use a new --workdir.")
 
@@ -340,9 +350,15 @@ def train(exp: C.Experiment, workdir: str, *, resume: bool = False, progress: bo
 def _train(exp: C.Experiment, workdir: str, resume: bool, progress: bool) -> dict:
     parts = build_parts(exp)
     state_bytes = _state_bytes(parts.state)
-    check_free_space(workdir, (exp.train.keep + 1) * state_bytes + (16 << 20),
-                     f"{exp.train.keep + 1} checkpoints of {state_bytes / 2**20:,.1f} MiB (train.keep + 1) and the logs")
+    every = snapshot_every(exp.train)
+    n_snap = 0 if not every else -(-exp.train.steps // every)
+    snap_bytes = n_snap * _state_bytes(parts.state.phema)
+    check_free_space(workdir, (exp.train.keep + 1) * state_bytes + snap_bytes + (16 << 20),
+                     f"{exp.train.keep + 1} checkpoints of {state_bytes / 2**20:,.1f} MiB (train.keep + 1)"
+                     + (f", {n_snap} EMA snapshots of {snap_bytes / max(n_snap, 1) / 2**20:,.1f} MiB" if n_snap else "")
+                     + " and the logs")
     ckpt_dir = os.path.join(workdir, "checkpoints")
+    snapshot_dir = os.path.join(workdir, ema_snapshots.DIRNAME)
     checkpointer = Checkpointer(ckpt_dir, keep=exp.train.keep)
     state, pending = parts.state, None
     if resume:
@@ -352,12 +368,13 @@ def _train(exp: C.Experiment, workdir: str, resume: bool, progress: bool) -> dic
         state, meta = restore(checkpointer, state, workdir)
         parts.data.batches.position = int(meta["data_position"])
         pending = meta.get("pending_metrics")
+        ema_snapshots.truncate(snapshot_dir, int(jax.device_get(state.step)))
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(C.dumps(exp))
     step_fn = make_train_step(parts.spec, build.build_objective(exp, parts.process), parts.tx,
                               ema_decay=exp.optim.ema_decay,
                               p_uncond=exp.train.p_uncond if exp.net.num_classes is not None else 0.0,
-                              mesh=parts.mesh)
+                              mesh=parts.mesh, ema_sigma_rels=exp.train.ema_sigma_rels)
     generate = make_generator(parts.eval_spec, parts.shape, exp.sample, exp.sample.num, parts.mesh)
     grid_labels = _grid_labels(exp, exp.sample.num)
     reference = parts.data.reference
@@ -383,7 +400,10 @@ def _train(exp: C.Experiment, workdir: str, resume: bool, progress: bool) -> dic
                                 metrics_path=metrics_path, log_every=exp.train.log_every,
                                 ckpt_every=exp.train.ckpt_every, sample_every=exp.train.sample_every,
                                 on_sample=on_sample, writer=writer,
-                                progress=progress, max_skipped=exp.train.max_skipped, pending=pending)
+                                progress=progress, max_skipped=exp.train.max_skipped, pending=pending,
+                                snapshot_every=every,
+                                on_snapshot=lambda st, step: ema_snapshots.save(snapshot_dir, step,
+                                                                                exp.train.ema_sigma_rels, st.phema))
     checkpointer.close()
     summary = {"workdir": workdir, "step": int(jax.device_get(state.step)), "stopped": stopped}
     if os.path.exists(metrics_path):
@@ -431,7 +451,11 @@ def read_config(workdir: str) -> C.Experiment:
     if not os.path.exists(cfg_path):
         raise ConfigError(f"{workdir} is not a genflow run (no config.json); point at the directory `genflow train` wrote.")
     try:
-        return C.from_dict(C.Experiment, json.load(open(cfg_path)), source=cfg_path)
+        raw = json.load(open(cfg_path))
+        if isinstance(raw, dict) and isinstance(raw.get("train"), dict):
+            # a run from before post-hoc EMA tracked no power-function EMA: its checkpoints hold none
+            raw["train"].setdefault("ema_sigma_rels", [])
+        return C.from_dict(C.Experiment, raw, source=cfg_path)
     except ConfigError as e:
         raise ConfigError(f"{e} Fix the file, or restore it from the experiment file it was made "
                           "from.") from None
@@ -440,17 +464,26 @@ def read_config(workdir: str) -> C.Experiment:
                           "the experiment file it was made from.") from None
 
 
-def load_run(workdir: str) -> Run:
+def load_run(workdir: str, ema: str | None = None, *, announce: bool = True) -> Run:
     """A run's config, process, sampling network and EMA weights from its latest checkpoint.
 
     Builds only the network and the process: no data set is opened (a CIFAR-10 run samples on a
-    machine without the CIFAR-10 files) and no optimizer state is read."""
+    machine without the CIFAR-10 files) and no optimizer state is read. ``ema="sigma_rel=S"`` takes
+    the post-hoc EMA of that length instead (``RUN/ema/sigma_rel=S``, reconstructed from the run's
+    snapshots and written there first if it is missing or older than the newest snapshot)."""
     exp = read_config(workdir)
     build.validate(exp)
     process = build.build_process(exp.process)
     shape = build.data_shape(exp.data)
     net = build.build_net(exp.net, shape, exp.train.dtype, exp.train.seed)
     train_spec, spec, params = train_and_eval_specs(net, process, build.build_parameterization(exp))
+    mesh = make_mesh()
+    if ema is not None:
+        from genflow.cli import posthoc
+
+        weights, info = posthoc.weights(workdir, posthoc.parse_ema(ema), params, announce=announce)
+        weights = jax.device_put(weights, NamedSharding(mesh, P()))
+        return Run(exp, process, shape, spec, train_spec, weights, info["step"], mesh, workdir)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     if checkpointer.latest_step() is None:
         raise ConfigError(f"{workdir} has no checkpoint yet; train it longer (train.ckpt_every) or resume it.")
@@ -464,7 +497,6 @@ def load_run(workdir: str) -> Run:
                           f"({first}).") from None
     finally:
         checkpointer.close()
-    mesh = make_mesh()
     ema = jax.device_put(ema, NamedSharding(mesh, P()))
     return Run(exp, process, shape, spec, train_spec, ema, step, mesh, workdir)
 
@@ -492,8 +524,10 @@ class _SampleStop:
 
 
 def sample(workdir: str, num: int, out: str, *, seed: int = 0, overrides: list[str] = (),
-           labels: str | None = None, guide: str | None = None, progress: bool = True) -> dict:
-    """Draw ``num`` samples from a run's EMA weights into ``out`` (.png grid or .npz/.npy array).
+           labels: str | None = None, guide: str | None = None, progress: bool = True,
+           ema: str | None = None) -> dict:
+    """Draw ``num`` samples from a run's EMA weights into ``out`` (.png grid or .npz/.npy array);
+    ``ema="sigma_rel=S"`` samples its post-hoc EMA of that length instead (see ``load_run``).
 
     ``overrides`` are ``sample.*`` settings (``steps=35``, ``sampler=edm_heun``, ``grid=karras``,
     ``guidance=2``, ``guidance_interval=0.3,5`` ...), applied over the run's own. ``labels``
@@ -505,7 +539,7 @@ def sample(workdir: str, num: int, out: str, *, seed: int = 0, overrides: list[s
         raise ConfigError(f"--num must be positive, got {num}.")
     if not out.endswith((".png", ".npz", ".npy")):
         raise ConfigError(f"--out {out!r} must end in .png, .npz or .npy.")
-    run = load_run(workdir)
+    run = load_run(workdir, ema)
     exp = C.with_overrides(run.exp, [f"sample.{o}" for o in overrides] + [f"sample.num={num}"])
     guide_run = None
     if guide is not None:
@@ -547,9 +581,11 @@ def sample(workdir: str, num: int, out: str, *, seed: int = 0, overrides: list[s
         rounds, residual = int(np.max(chunk_stats["rounds"])), float(np.max(chunk_stats["residual"]))
         converged = bool(np.all(chunk_stats["converged"]))
         what += (f", solved by {cfg.parallel} iteration in {rounds} rounds for {cfg.steps} steps "
-                 f"(window {cfg.window or cfg.steps}, tol {cfg.tol:g}, last update {residual:.2g} of tol's scale"
+                 f"(window {cfg.window or cfg.steps}, tol {cfg.tol:g}, last update {residual:.2g} x sigma"
                  f"{'' if converged else ', NOT converged'})")
         result = {"rounds": rounds, "residual": residual, "converged": converged}
+    if ema is not None:
+        what += f", post-hoc EMA {ema}"
     if cfg.guidance:
         what += f", guidance w={cfg.guidance:g}" + (f" in {tuple(cfg.guidance_interval)}" if cfg.guidance_interval else "")
         what += f" ({'autoguidance from ' + guide if guide else 'classifier-free'})"

@@ -1,9 +1,10 @@
-"""TrainState, the jitted sharded train step, optimizers, checkpoints and the loop."""
+"""TrainState, the jitted sharded train step, optimizers, checkpoints, the loop, post-hoc EMA."""
+from genflow.training import ema_snapshots, posthoc_ema
 from genflow.training.checkpoint import Checkpointer
 from genflow.training.loop import train_loop
 from genflow.training.optim import make_optimizer, scale_by_tiger, tiger
 from genflow.training.state import TrainState, init_state, split_net
 from genflow.training.step import make_mesh, make_train_step
 
-__all__ = ["Checkpointer", "train_loop", "make_optimizer", "scale_by_tiger", "tiger", "TrainState",
+__all__ = ["ema_snapshots", "posthoc_ema", "Checkpointer", "train_loop", "make_optimizer", "scale_by_tiger", "tiger", "TrainState",
            "init_state", "split_net", "make_mesh", "make_train_step"]

@@ -65,7 +65,9 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
                metrics_path: str | None = None, log_every: int = 50, ckpt_every: int = 500,
                sample_every: int = 0, on_sample: Callable[[TrainState, int], Any] | None = None,
                tensorboard_dir: str | None = None, writer: SummaryWriter | None = None, progress: bool = True,
-               max_skipped: int = 0, pending: list[dict] | None = None) -> tuple[TrainState, int | None]:
+               max_skipped: int = 0, pending: list[dict] | None = None,
+               snapshot_every: int = 0, on_snapshot: Callable[[TrainState, int], Any] | None = None
+               ) -> tuple[TrainState, int | None]:
     """Run ``train_step`` from ``state.step`` to ``steps``. Returns (state, signal), ``signal`` the
     number of the SIGTERM or SIGINT that stopped the run early, None when it ran to the end.
 
@@ -84,6 +86,9 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
     no step twice). ``on_sample(state, step)`` may return a uint8 image, which goes to TensorBoard
     as "samples". On SIGTERM or Ctrl-C the loop finishes the current step, saves, and returns.
     Progress is a tqdm bar on a terminal and one line per log row elsewhere.
+    ``on_snapshot(state, step)`` runs every ``snapshot_every`` steps and at the last one (post-hoc
+    EMA snapshots), before that step's checkpoint: a checkpoint at step s implies its snapshot is on
+    disk, so a run resumed from it never lacks one.
     """
     start = int(jax.device_get(state.step))
     if metrics_path:
@@ -149,6 +154,8 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
                     if checkpointer is not None:
                         checkpointer.wait()
                     raise
+            if on_snapshot is not None and snapshot_every and (step % snapshot_every == 0 or step == steps):
+                on_snapshot(state, step)
             if step % ckpt_every == 0 or step == steps or stop.raised:
                 save(step)
             if on_sample is not None and sample_every and step % sample_every == 0 and step != steps:

@@ -13,6 +13,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from genflow.models.conditioning import drop_labels
 from genflow.models.model import Model
 from genflow.models.spec import ModelSpec
+from genflow.training import posthoc_ema
 from genflow.training.state import TrainState
 
 LABEL_STREAM = 0x6C61626C  # "labl": label dropout's key, fold_in(step key, LABEL_STREAM)
@@ -31,7 +32,7 @@ def has_dropout_stream(rest: nnx.State) -> bool:
 
 
 def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTransformation, *, ema_decay: float,
-                    p_uncond: float = 0.0, mesh: Mesh | None = None):
+                    p_uncond: float = 0.0, mesh: Mesh | None = None, ema_sigma_rels: tuple[float, ...] = ()):
     """``train_step(state, batch) -> (state, metrics)``, jitted with the state donated.
 
     ``batch`` is a mapping with ``"x0"`` (B, ...) and optionally ``"cond"`` (B,) integer labels
@@ -44,9 +45,14 @@ def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTra
     the gradient all-reduce. A step whose loss, gradient norm or update is not finite keeps the old
     params, optimizer state and EMA (``metrics['skipped']`` = 1) but still advances ``step``
     so the RNG and data stream stay aligned with an uninterrupted run.
+
+    ``ema_sigma_rels``: the power-function EMAs in ``state.phema`` (one per value, EDM2 Sec. 3),
+    updated after the constant-decay ``ema``. They average the parameters the step leaves (the old
+    ones on a skipped step), so their profile over the run's actual trajectory stays exact.
     """
     reseed = has_dropout_stream(spec.rest)
     null = spec.null_label
+    gammas = tuple(float(g) for g in posthoc_ema.sigma_rel_to_gamma(ema_sigma_rels)) if ema_sigma_rels else ()
     if p_uncond and not 0.0 <= p_uncond <= 1.0:
         raise ValueError(f"p_uncond must be in [0, 1], got {p_uncond}.")
 
@@ -64,6 +70,9 @@ def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTra
         return objective(model, batch["x0"], k_obj, **extras)
 
     def train_step(state: TrainState, batch):
+        if len(state.phema) != len(gammas):   # at trace time: a state built for other profiles
+            raise ValueError(f"the state tracks {len(state.phema)} power-function EMAs but the step was built for "
+                             f"{len(gammas)} (ema_sigma_rels={tuple(ema_sigma_rels)}); build both from the same values.")
         key = jax.random.fold_in(state.key, state.step)
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, dict(batch), key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -74,9 +83,10 @@ def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTra
         # learning rate, an optimizer state that overflowed), and those must never reach a checkpoint.
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(updates))
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-        new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
+        new_params = keep(params, state.params)
+        new_state = TrainState(step=state.step + 1, params=new_params,
                                opt_state=keep(opt_state, state.opt_state), ema=keep(ema, state.ema),
-                               key=state.key)
+                               key=state.key, phema=posthoc_ema.update(state.phema, new_params, state.step + 1, gammas))
         metrics = dict(metrics, grad_norm=grad_norm, skipped=(~ok).astype(jnp.int32))
         return new_state, metrics
 
