@@ -153,3 +153,22 @@ def test_bad_input_is_one_sentence(kwargs, message):
     x1 = process.prior(jax.random.PRNGKey(1), (8, 2))
     with pytest.raises((ValueError, TypeError), match=message):
         parallel.sample(model, x1, grids.uniform(process, 10), **kwargs)
+
+
+def test_cli_parallel_sample_equals_the_sequential_sample_of_a_trained_run(capsys, tmp_path):
+    from genflow import config as C
+    from genflow.cli.main import main
+    from genflow.cli.run import train
+    from tests.test_resume import TINY
+
+    workdir = str(tmp_path / "run")
+    train(C.with_overrides(TINY, ["train.steps=5"]), workdir, progress=False)
+    seq, par = str(tmp_path / "seq.npy"), str(tmp_path / "par.npy")
+    common = ["sample", workdir, "--num", "16", "--sampler", "euler_ode", "--steps", "30"]
+    assert main(common + ["--out", seq]) == 0
+    assert main(common + ["--out", par, "--parallel", "picard", "--window", "10", "--tol", "1e-5"]) == 0
+    err = capsys.readouterr().err
+    assert "solved by picard iteration in" in err and "for 30 steps (window 10" in err, err
+    np.testing.assert_allclose(np.load(par), np.load(seq), rtol=0, atol=1e-4)
+    code = main(common + ["--out", par, "--parallel", "picard", "--sampler", "edm_heun"])
+    assert code == 2 and "edm_heun is not one of them" in capsys.readouterr().err
