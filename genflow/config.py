@@ -57,6 +57,8 @@ class Net:
     attn_resolutions: tuple[int, ...] = (16,)
     dropout: float = 0.0
     num_classes: int | None = None
+    time_embedding: str = "sinusoidal"  # unet: sinusoidal (genflow's, of t in [0, 1]) | positional (EDM's DDPM++,
+                                        # of the noise label as given; imported EDM networks)
 
 
 @dataclass(frozen=True)

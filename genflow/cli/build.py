@@ -42,6 +42,9 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
     _choice("process.name", exp.process.name, PROCESSES)
     _choice("data.name", exp.data.name, ("digits", "gmm", "folder", *TOY_SETS, *TFDS_SETS))
     _choice("net.name", exp.net.name, ("mlp", "unet"))
+    from genflow.models.unet import TIME_EMBEDDINGS
+
+    _choice("net.time_embedding", exp.net.time_embedding, TIME_EMBEDDINGS)
     _choice("predicts", exp.predicts, PREDICTIONS)
     _choice("objective", exp.objective, OBJECTIVES)
     _choice("weighting", exp.weighting, WEIGHTINGS)
@@ -260,7 +263,8 @@ def build_net(cfg: C.Net, shape: tuple[int, ...], dtype: str, seed: int):
     # Built under one nnx.jit: eager construction compiles every initialiser separately.
     return nnx.jit(lambda: UNet(shape, channels=cfg.channels, channel_mult=cfg.channel_mult,
                                 num_res_blocks=cfg.num_res_blocks, attn_resolutions=cfg.attn_resolutions,
-                                dropout=cfg.dropout, num_classes=labels, dtype=DTYPES[dtype],
+                                dropout=cfg.dropout, num_classes=labels, time_embedding=cfg.time_embedding,
+                                dtype=DTYPES[dtype],
                                 rngs=nnx.Rngs(params=seed, dropout=seed + 1)))()
 
 

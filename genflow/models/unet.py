@@ -22,6 +22,7 @@ from genflow.models.embedding import sinusoidal_embedding
 
 _SKIP_SCALE = math.sqrt(0.5)
 _EPS = 1e-6
+TIME_EMBEDDINGS = ("sinusoidal", "positional")
 
 
 def _xavier(weight: float = 1.0):
@@ -114,7 +115,10 @@ class UNet(nnx.Module):
     times 1e-5, qkv times sqrt(0.2)), as in EDM. With data_shape=(32, 32, 3) and the defaults this
     is EDM's DDPM++ CIFAR-10 network (55.73M parameters). Differences from the original: time
     enters as genflow's t in [0, 1] through ``sinusoidal_embedding`` (which scales t by 1000,
-    like EDM's VP noise label (M - 1) t), not EDM's preconditioned noise labels; class labels
+    like EDM's VP noise label (M - 1) t), not EDM's preconditioned noise labels, unless
+    ``time_embedding="positional"``: EDM's own DDPM++ embedding of the noise label as given
+    (``PositionalEmbedding(endpoint=True)``, sin before cos; with ``genflow.models.edm()`` the label
+    is EDM's c_noise = ln(sigma) / 4), which imported EDM networks use; class labels
     (and the null label ``num_classes``, see ``null_label``) use an ``nnx.Embed`` table added to the sinusoidal features (EDM: a linear map of one-hot
     labels with a bias); there is no augmentation-label input; the network's raw output is
     returned (no EDM preconditioning); compute runs in ``dtype`` with float32 parameters,
@@ -125,8 +129,11 @@ class UNet(nnx.Module):
                  channel_mult: tuple[int, ...] = (2, 2, 2), num_res_blocks: int = 4,
                  attn_resolutions: tuple[int, ...] = (16,), dropout: float = 0.0,
                  num_classes: int | None = None, emb_dim: int | None = None,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+                 time_embedding: str = "sinusoidal", dtype=jnp.float32, rngs: nnx.Rngs):
         height, width, in_ch = data_shape
+        if time_embedding not in TIME_EMBEDDINGS:
+            raise ValueError(f"unknown time_embedding {time_embedding!r}; choose one of {', '.join(TIME_EMBEDDINGS)}")
+        self.time_embedding = time_embedding
         if height != width:
             raise ValueError(f"UNet expects square images, got data_shape={data_shape}")
         if height % (2 ** (len(channel_mult) - 1)):
@@ -185,7 +192,11 @@ class UNet(nnx.Module):
         return self.num_classes or None
 
     def __call__(self, x: Array, t: Array, cond: Array | None = None) -> Array:
-        emb = sinusoidal_embedding(t, self.noise_dim).astype(self.dtype)
+        if self.time_embedding == "positional":  # EDM's DDPM++: the label as given, sin first
+            emb = sinusoidal_embedding(t, self.noise_dim, scale=1.0, endpoint=True, sin_first=True)
+        else:
+            emb = sinusoidal_embedding(t, self.noise_dim)
+        emb = emb.astype(self.dtype)
         if self.label is not None:
             emb = emb + self.label(labels_or_null(cond, self.num_classes, x.shape[0]))
         emb = jax.nn.silu(self.map1(jax.nn.silu(self.map0(emb))))
