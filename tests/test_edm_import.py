@@ -33,12 +33,12 @@ NAMES = ["edm_ddpmpp_cond", "edm_ddpmpp_uncond"]
 TOL = 1e-5
 
 
-def _inputs(name: str, num_classes):
+def _inputs(name: str, num_classes, ref=REF):
     """EDM's fixed inputs in genflow's layout: x (B, H, W, C), sigma (B,), integer labels or None
     (EDM's all-zero label row is genflow's null label)."""
-    x = REF[f"{name}/x"].transpose(0, 2, 3, 1)
-    sigma = REF[f"{name}/sigma"]
-    labels = REF[f"{name}/labels"]
+    x = ref[f"{name}/x"].transpose(0, 2, 3, 1)
+    sigma = ref[f"{name}/sigma"]
+    labels = ref[f"{name}/labels"]
     cond = None
     if num_classes:
         cond = np.where(labels.sum(1) > 0, labels.argmax(1), num_classes).astype(np.int32)
@@ -51,11 +51,9 @@ def _t_of_sigma(process: EDM, sigma: np.ndarray) -> np.ndarray:
     return ((sigma.astype(np.float64) ** (1 / process.rho) - lo) / (hi - lo)).astype(np.float32)
 
 
-@pytest.fixture(scope="module", params=NAMES)
-def imported(request):
-    """(name, EDMNetwork, UNet with the imported weights, eval mode)."""
-    name = request.param
-    network = load_edm_network(os.path.join(DATA, name + ".pkl"))
+def _import(directory: str, name: str):
+    """(EDMNetwork, UNet with the imported weights, eval mode) of directory/name.pkl."""
+    network = load_edm_network(os.path.join(directory, name + ".pkl"))
     exp = experiment(network, name + ".pkl")
     # Shapes only, then the imported weights: nothing initialised or compiled but the forward pass.
     # Dropout's RNG state stays abstract; the net runs in eval mode, where dropout never draws.
@@ -63,35 +61,56 @@ def imported(request):
     graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
     net = nnx.merge(graphdef, jax.tree.map(jnp.asarray, assign_params(params, network)), rest)
     net.eval()
-    return name, network, net
+    return network, net
 
 
-def test_imported_network_equals_edm_forward_pass(imported):
-    name, network, net = imported
-    x, sigma, cond = _inputs(name, network.num_classes)
+@pytest.fixture(scope="module", params=NAMES)
+def imported(request):
+    """(name, EDMNetwork, UNet with the imported weights, eval mode) of a committed fixture."""
+    return (request.param, *_import(DATA, request.param))
+
+
+def _max_errors(name: str, network, net, ref=REF) -> tuple[float, float, float]:
+    """(max |F - F_edm|, max |F_edm|, max |D - D_edm| / max(1, |D_edm|)) on EDM's fixed inputs."""
+    x, sigma, cond = _inputs(name, network.num_classes, ref)
     c_in = 1 / np.sqrt(network.sigma_data ** 2 + sigma ** 2)
     f = np.asarray(net(jnp.asarray(c_in[:, None, None, None] * x), jnp.asarray(np.log(sigma) / 4), cond))
-    want = REF[f"{name}/F"].transpose(0, 2, 3, 1)
-    err = float(np.abs(f - want).max())
-    print(f"{name}: max |F_genflow - F_edm| = {err:.2e} (max |F| = {np.abs(want).max():.2f})")
-    assert err < TOL
+    want_f = ref[f"{name}/F"].transpose(0, 2, 3, 1)
+    process = EDM(sigma_min=0.002, sigma_max=80.0, rho=7.0)
+    model = Model(net, process, edm(network.sigma_data))
+    d = np.asarray(model.x0(jnp.asarray(x), jnp.asarray(_t_of_sigma(process, sigma)), cond))
+    want_d = ref[f"{name}/denoised"].transpose(0, 2, 3, 1)
+    # D = c_skip x + c_out F with |x| up to ~200 at sigma = 80: relative to max(1, |D|), and the
+    # noise level itself passes through float32 (t -> sigma(t) loses ~1e-6 relatively).
+    d_err = np.abs(d - want_d) / np.maximum(1.0, np.abs(want_d))
+    return float(np.abs(f - want_f).max()), float(np.abs(want_f).max()), float(d_err.max())
+
+
+def test_imported_network_equals_edm(imported):
+    """The raw network F(c_in x; c_noise) and genflow's Model with EDM preconditioning, D(x; sigma),
+    against EDMPrecond and its SongUNet, conditional and unconditional."""
+    name, network, net = imported
+    f_err, f_max, d_err = _max_errors(name, network, net)
+    print(f"{name}: max |F_genflow - F_edm| = {f_err:.2e} (max |F| = {f_max:.2f}); "
+          f"max |D_genflow - D_edm| / max(1, |D|) = {d_err:.2e}")
+    assert f_err < TOL and d_err < TOL
     assert network.unet_kwargs["num_classes"] == (10 if "uncond" not in name else None)
     assert set(network.left_out) == {"map_augment"}  # the CIFAR-10 models' augment_dim=9 input
 
 
-def test_imported_model_equals_edm_denoiser(imported):
-    """genflow's Model with EDM preconditioning is EDMPrecond: D(x; sigma) to float32 tolerance."""
-    name, network, net = imported
-    x, sigma, cond = _inputs(name, network.num_classes)
-    process = EDM(sigma_min=0.002, sigma_max=80.0, rho=7.0)
-    model = Model(net, process, edm(network.sigma_data))
-    d = np.asarray(model.x0(jnp.asarray(x), jnp.asarray(_t_of_sigma(process, sigma)), cond))
-    want = REF[f"{name}/denoised"].transpose(0, 2, 3, 1)
-    # D = c_skip x + c_out F with |x| up to ~200 at sigma = 80: relative to max(1, |D|), and the
-    # noise level itself passes through float32 (t -> sigma(t) loses ~1e-6 relatively).
-    err = np.abs(d - want) / np.maximum(1.0, np.abs(want))
-    print(f"{name}: max |D_genflow - D_edm| / max(1, |D|) = {err.max():.2e}")
-    assert err.max() < TOL
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("GENFLOW_EDM_FULL"), reason="set GENFLOW_EDM_FULL to the directory "
+                    "`make_edm_pickles.py EDM --full DIR` wrote")
+@pytest.mark.parametrize("name", NAMES)
+def test_full_size_cifar10_networks_equal_edm(name):
+    """The same check at the published CIFAR-10 size (55.7M parameters, 32x32)."""
+    directory = os.environ["GENFLOW_EDM_FULL"]
+    network, net = _import(directory, name)
+    f_err, f_max, d_err = _max_errors(name, network, net, np.load(os.path.join(directory, "edm_outputs.npz")))
+    n = sum(int(v.size) for v in network.params.values())
+    print(f"full-size {name} ({n:,} parameters): max |F_genflow - F_edm| = {f_err:.2e} (max |F| = {f_max:.2f}); "
+          f"max |D_genflow - D_edm| / max(1, |D|) = {d_err:.2e}")
+    assert f_err < TOL and d_err < TOL
 
 
 # --------------------------------------------------------------------------- the command line

@@ -6,6 +6,12 @@ Run in a side environment with torch (never in genflow's own; CI reads only the 
     python3 -m venv /tmp/edmvenv && /tmp/edmvenv/bin/pip install torch numpy requests
     git clone https://github.com/NVlabs/edm /tmp/edm        # tested at 008a4e5
     /tmp/edmvenv/bin/python tests/data/make_edm_pickles.py /tmp/edm
+    /tmp/edmvenv/bin/python tests/data/make_edm_pickles.py /tmp/edm --full /tmp/edm-full   # optional
+
+``--full DIR`` writes the same two networks at the published CIFAR-10 size instead (32x32,
+model_channels=128, channel_mult=[2,2,2], num_blocks=4, attention at 16x16; 56M parameters,
+220 MB each) into DIR, for a one-off check at the real size (not committed; see the test's
+``GENFLOW_EDM_FULL``).
 
 Each network is built the way EDM's train.py builds it (``construct_class_by_name`` on the
 ``--arch`` / ``--precond=edm`` / ``--augment`` keyword sets, so ``augment_dim=9`` like the published
@@ -37,14 +43,15 @@ ARCHS = {  # EDM train.py's --arch keyword sets, then the small sizes used here
                    decoder_type="standard", channel_mult_noise=1, resample_filter=[1, 1]),
 }
 SMALL = dict(model_channels=12, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4])
+FULL = dict(model_channels=128, channel_mult=[2, 2, 2], num_blocks=4, attn_resolutions=[16])
 SIGMAS = [0.002, 0.05, 0.5, 2.0, 10.0, 80.0]
 
 
-def build(dnnlib, arch: str, label_dim: int, seed: int):
+def build(dnnlib, arch: str, label_dim: int, seed: int, size: dict, res: int):
     torch.manual_seed(seed)
-    network_kwargs = dnnlib.EasyDict(class_name="training.networks.EDMPrecond", **ARCHS[arch], **SMALL)
+    network_kwargs = dnnlib.EasyDict(class_name="training.networks.EDMPrecond", **ARCHS[arch], **size)
     network_kwargs.update(augment_dim=9, dropout=0.13, use_fp16=False)
-    net = dnnlib.util.construct_class_by_name(**network_kwargs, img_resolution=8, img_channels=3, label_dim=label_dim)
+    net = dnnlib.util.construct_class_by_name(**network_kwargs, img_resolution=res, img_channels=3, label_dim=label_dim)
     with torch.no_grad():  # unit-scale weights: every layer matters to the output
         for name, p in list(net.named_parameters()) + list(net.named_buffers()):
             if "resample_filter" in name:
@@ -59,7 +66,7 @@ def build(dnnlib, arch: str, label_dim: int, seed: int):
     augment = dnnlib.util.construct_class_by_name(class_name="training.augment.AugmentPipe", p=0.12, xflip=1e8,
                                                   yflip=1, scale=1, rotate_frac=1, aniso=1, translate_frac=1)
     dataset_kwargs = dnnlib.EasyDict(class_name="training.dataset.ImageFolderDataset", path="datasets/tiny.zip",
-                                     use_labels=bool(label_dim), xflip=False, cache=True, resolution=8, max_size=64)
+                                     use_labels=bool(label_dim), xflip=False, cache=True, resolution=res, max_size=64)
     return net, loss_fn, augment, dataset_kwargs
 
 
@@ -75,11 +82,11 @@ def snapshot(net, loss_fn, augment_pipe, dataset_kwargs, path: str) -> None:
         pickle.dump(data, f)
 
 
-def outputs(net, label_dim: int, seed: int) -> dict[str, np.ndarray]:
+def outputs(net, label_dim: int, seed: int, res: int) -> dict[str, np.ndarray]:
     g = torch.Generator().manual_seed(seed + 100)
     sigma = torch.tensor(SIGMAS, dtype=torch.float32)
     b = len(SIGMAS)
-    x = torch.randn(b, 3, 8, 8, generator=g) * torch.sqrt(sigma**2 + 0.25).reshape(-1, 1, 1, 1)
+    x = torch.randn(b, 3, res, res, generator=g) * torch.sqrt(sigma**2 + 0.25).reshape(-1, 1, 1, 1)
     labels = torch.zeros(b, label_dim)
     if label_dim:
         labels[torch.arange(b - 1), torch.arange(b - 1) % label_dim] = 1  # the last row: no label
@@ -94,21 +101,26 @@ def outputs(net, label_dim: int, seed: int) -> dict[str, np.ndarray]:
             "F": f.numpy()}
 
 
-def main(edm_dir: str) -> None:
+def main(edm_dir: str, out: str = HERE, full: bool = False) -> None:
     sys.path.insert(0, edm_dir)
     import dnnlib  # EDM's own
 
+    size, res = (FULL, 32) if full else (SMALL, 8)
+    os.makedirs(out, exist_ok=True)
     arrays = {}
     for i, (arch, label_dim) in enumerate([("ddpmpp", 10), ("ddpmpp", 0)]):
         name = f"edm_{arch}_{'cond' if label_dim else 'uncond'}"
-        net, loss_fn, augment, dataset_kwargs = build(dnnlib, arch, label_dim, seed=i)
-        snapshot(net, loss_fn, augment, dataset_kwargs, os.path.join(HERE, name + ".pkl"))
-        for key, value in outputs(net, label_dim, seed=i).items():
+        net, loss_fn, augment, dataset_kwargs = build(dnnlib, arch, label_dim, seed=i, size=size, res=res)
+        snapshot(net, loss_fn, augment, dataset_kwargs, os.path.join(out, name + ".pkl"))
+        for key, value in outputs(net, label_dim, seed=i, res=res).items():
             arrays[f"{name}/{key}"] = value
-        print(f"{name}.pkl: {os.path.getsize(os.path.join(HERE, name + '.pkl')) / 1024:.0f} KiB, "
+        print(f"{name}.pkl: {os.path.getsize(os.path.join(out, name + '.pkl')) / 1024:.0f} KiB, "
               f"{sum(p.numel() for p in net.parameters()):,} parameters")
-    np.savez(os.path.join(HERE, "edm_outputs.npz"), **arrays)
+    np.savez(os.path.join(out, "edm_outputs.npz"), **arrays)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) == 4 and sys.argv[2] == "--full":
+        main(sys.argv[1], sys.argv[3], full=True)
+    else:
+        main(sys.argv[1])
