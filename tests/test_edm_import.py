@@ -24,7 +24,7 @@ from genflow.processes import EDM
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 REF = np.load(os.path.join(DATA, "edm_outputs.npz"))
-NAMES = ["edm_ddpmpp_cond", "edm_ddpmpp_uncond"]
+NAMES = ["edm_ddpmpp_cond", "edm_ddpmpp_uncond", "edm_ncsnpp_cond", "edm_ncsnpp_uncond"]
 # float32 on both sides: EDM's forward in torch and genflow's in XLA sum the same products in other
 # orders, so each of the ~20 layers adds rounding of a few ulp of its activations (|F| ~ 2, ulp
 # 2.4e-7); the observed error is 1-2e-6. 1e-5 leaves that 5x headroom, while any mapping mistake
@@ -153,6 +153,18 @@ def test_import_edm_writes_a_run_that_samples_and_guides(capsys, tmp_path):
     assert code == 2 and one_sentence(err) and "already exists" in err, err
 
 
+def test_import_edm_writes_an_ncsnpp_run(capsys, tmp_path):
+    """NCSN++'s options reach the run's config (the network itself: test_imported_network_equals_edm)."""
+    from genflow.cli.run import read_config
+
+    workdir = tmp_path / "run"
+    code, err = cli(capsys, "import-edm", os.path.join(DATA, "edm_ncsnpp_uncond.pkl"), "--workdir", workdir)
+    assert code == 0 and "EDM NCSN++ (unconditional" in err, err
+    net = read_config(str(workdir)).net
+    assert (net.time_embedding, net.noise_mult, net.resample_filter, net.encoder) == ("fourier", 2, (1, 3, 3, 1),
+                                                                                       "residual")
+
+
 class _Evil:
     """Unpickling this runs a shell command that creates ``path``."""
 
@@ -220,10 +232,9 @@ def test_bad_inputs_are_one_sentence(capsys, tmp_path, persistent):
     adm = tmp_path / "adm.pkl"
     adm.write_bytes(pickle.dumps({"ema": persistent("EDMPrecond", {"_modules": {
         "model": persistent("DhariwalUNet", {"_init_kwargs": {"img_resolution": 64}})}})}))
-    ncsn = tmp_path / "ncsn.pkl"
-    ncsn.write_bytes(pickle.dumps({"ema": persistent("EDMPrecond", {"_modules": {
-        "model": persistent("SongUNet", {"_init_kwargs": {"embedding_type": "fourier", "encoder_type": "residual",
-                                                           "resample_filter": [1, 3, 3, 1]}})}})}))
+    skip = tmp_path / "skip.pkl"   # EDM's SongUNet also has a "skip" encoder/decoder, used by neither
+    skip.write_bytes(pickle.dumps({"ema": persistent("EDMPrecond", {"_modules": {
+        "model": persistent("SongUNet", {"_init_kwargs": {"encoder_type": "skip", "decoder_type": "skip"}})}})}))
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
@@ -234,7 +245,7 @@ def test_bad_inputs_are_one_sentence(capsys, tmp_path, persistent):
         (cut, tmp_path / "r4", "is not a readable pickle"),
         (vp, tmp_path / "r5", "VP preconditioning (EDM's baseline models)"),
         (adm, tmp_path / "r6", "EDM's ADM (DhariwalUNet"),
-        (ncsn, tmp_path / "r7", "NCSN++ (the *-ve.pkl models), which genflow does not import yet"),
+        (skip, tmp_path / "r7", "'encoder_type': 'skip', 'decoder_type': 'skip'}, neither EDM's DDPM++ nor its NCSN++"),
         (os.path.join(DATA, "edm_ddpmpp_uncond.pkl"), busy, "already exists and is not empty"),
     ]:
         code, err = cli(capsys, "import-edm", path, "--workdir", workdir)

@@ -20,11 +20,8 @@ import jax.numpy as jnp
 from genflow import config as C
 from genflow.cli import build
 from genflow.config import ConfigError
-from genflow.pretrained.edm import EDMNetwork, assign_params, edm_network
+from genflow.pretrained.edm import ARCH_NAMES, EDMNetwork, assign_params, edm_network
 from genflow.pretrained.edm_pickle import EDMPickleError, read_edm_pickle
-
-
-_ARCH_NAMES = {"ddpmpp": "DDPM++"}
 
 
 def _data(network: EDMNetwork, path: str, dataset_kwargs: Any) -> C.Data:
@@ -51,7 +48,8 @@ def experiment(network: EDMNetwork, path: str, dataset_kwargs: Any = None) -> C.
         process=C.Process(name="edm", sigma_min=0.002, sigma_max=80.0, rho=7.0),
         net=C.Net(name="unet", channels=kw["channels"], channel_mult=tuple(kw["channel_mult"]),
                   num_res_blocks=kw["num_res_blocks"], attn_resolutions=tuple(kw["attn_resolutions"]),
-                  dropout=kw["dropout"], num_classes=kw["num_classes"], time_embedding=kw["time_embedding"]),
+                  dropout=kw["dropout"], num_classes=kw["num_classes"], time_embedding=kw["time_embedding"],
+                  noise_mult=kw["noise_mult"], resample_filter=tuple(kw["resample_filter"]), encoder=kw["encoder"]),
         predicts="edm", sigma_data=network.sigma_data, objective="dsm", weighting="edm",
         time_sampling="lognormal", p_mean=p_mean, p_std=p_std,
         train=C.Train(dtype="float32"),
@@ -117,7 +115,7 @@ def import_edm_command(path: str, workdir: str) -> int:
     out = import_edm(path, workdir)
     kind = f"class-conditional, {out['num_classes']} classes" if out["num_classes"] else "unconditional"
     exp = out["experiment"]
-    print(f"imported {path}: EDM {_ARCH_NAMES[out['arch']]} ({kind}, {out['params']:,} parameters, sigma_data "
+    print(f"imported {path}: EDM {ARCH_NAMES[out['arch']]} ({kind}, {out['params']:,} parameters, sigma_data "
           f"{exp.sigma_data:g}) into {workdir}; sample it with `genflow sample {workdir}` ({exp.sample.sampler}, "
           f"{exp.sample.steps} steps on the {exp.sample.grid} grid, as EDM).", file=sys.stderr)
     for name, why in out["left_out"].items():

@@ -1,4 +1,5 @@
-"""DDPM++ U-Net (Song et al. 2021) in the form used by the EDM code (Karras et al. 2022).
+"""DDPM++ U-Net (Song et al. 2021) in the form used by the EDM code (Karras et al. 2022), with
+EDM's NCSN++ options (Fourier time embedding, residual encoder, FIR resampling).
 
 Dropout draws from the ``dropout`` stream of the ``nnx.Rngs`` given at construction (each
 Dropout layer keeps a fork of it): reseed with ``nnx.reseed(model, dropout=key)``, switch it off
@@ -22,7 +23,9 @@ from genflow.models.embedding import sinusoidal_embedding
 
 _SKIP_SCALE = math.sqrt(0.5)
 _EPS = 1e-6
-TIME_EMBEDDINGS = ("sinusoidal", "positional")
+TIME_EMBEDDINGS = ("sinusoidal", "positional", "fourier")
+ENCODERS = ("standard", "residual")
+_FOURIER_SCALE = 16.0  # EDM's FourierEmbedding(scale=16) for NCSN++
 
 
 def _xavier(weight: float = 1.0):
@@ -30,8 +33,39 @@ def _xavier(weight: float = 1.0):
     return nnx.initializers.variance_scaling(weight * weight, "fan_avg", "uniform")
 
 
-def _resample(x: Array, up: bool, down: bool) -> Array:
-    """The [1, 1] resampling filter: 2x nearest upsampling or 2x2 average pooling (NHWC)."""
+def _fir_kernel(taps: tuple[int, ...], channels: int, dtype) -> Array:
+    """The separable 2-D filter outer(taps, taps) / sum(taps)^2 as a depthwise HWIO kernel."""
+    f = jnp.asarray(taps, jnp.float32)
+    f = jnp.outer(f, f) / jnp.sum(f) ** 2
+    return jnp.tile(f[:, :, None, None], (1, 1, 1, channels)).astype(dtype)
+
+
+def fir_down(x: Array, taps: tuple[int, ...], pad: int) -> Array:
+    """2x downsampling by the FIR filter ``taps`` (NHWC), zero padding ``pad`` (EDM's Conv2d down)."""
+    c = x.shape[-1]
+    return jax.lax.conv_general_dilated(x, _fir_kernel(taps, c, x.dtype), (2, 2), ((pad, pad), (pad, pad)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+
+
+def fir_up(x: Array, taps: tuple[int, ...]) -> Array:
+    """2x upsampling by the FIR filter ``taps`` times 4 (NHWC): torch's conv_transpose2d(stride 2,
+    padding (k - 1) // 2) as a dilated convolution (the filter is symmetric, so no flip)."""
+    c, k = x.shape[-1], len(taps)
+    pad = k - 1 - (k - 1) // 2
+    return jax.lax.conv_general_dilated(x, 4 * _fir_kernel(taps, c, x.dtype), (1, 1), ((pad, pad), (pad, pad)),
+                                        lhs_dilation=(2, 2), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=c)
+
+
+def _resample(x: Array, up: bool, down: bool, taps: tuple[int, ...] = (1, 1)) -> Array:
+    """2x up- or downsampling by the FIR filter ``taps`` (NHWC). [1, 1] (DDPM++) is nearest
+    upsampling and 2x2 average pooling, done as such; [1, 3, 3, 1] is NCSN++'s."""
+    if tuple(taps) != (1, 1):
+        if up:
+            x = fir_up(x, taps)
+        if down:
+            x = fir_down(x, taps, (len(taps) - 1) // 2)
+        return x
     if up:
         x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
     if down:
@@ -59,9 +93,10 @@ class _Block(nnx.Module):
 
     def __init__(self, cin: int, cout: int, emb_dim: int, *, up: bool = False, down: bool = False,
                  attention: bool = False, concat_skip: bool = False, dropout: float = 0.0,
-                 dtype, rngs: nnx.Rngs):
+                 resample_filter: tuple[int, ...] = (1, 1), dtype, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
         self.up, self.down, self.concat_skip = up, down, concat_skip
+        self.taps = tuple(resample_filter)
         self.dtype = dtype
         self.norm0 = _GroupNorm(cin, dtype=dtype, rngs=rngs)
         self.conv0 = nnx.Conv(cin, cout, (3, 3), kernel_init=_xavier(), **kw)
@@ -79,12 +114,12 @@ class _Block(nnx.Module):
             self.norm2 = self.qkv = self.proj = None
 
     def __call__(self, x: Array, emb: Array) -> Array:
-        h = _resample(jax.nn.silu(self.norm0(x)), self.up, self.down)
+        h = _resample(jax.nn.silu(self.norm0(x)), self.up, self.down, self.taps)
         h = self.conv0(h)
         h = h + self.affine(emb)[:, None, None, :]
         h = jax.nn.silu(self.norm1(h))
         h = self.conv1(self.dropout(h))
-        s = x if self.skip is None else self.skip(_resample(x, self.up, self.down))
+        s = x if self.skip is None else self.skip(_resample(x, self.up, self.down, self.taps))
         x = (h + s) * _SKIP_SCALE
         if self.qkv is not None:
             b, hh, ww, c = x.shape
@@ -123,49 +158,75 @@ class UNet(nnx.Module):
     labels with a bias); there is no augmentation-label input; the network's raw output is
     returned (no EDM preconditioning); compute runs in ``dtype`` with float32 parameters,
     GroupNorm and softmax in float32, and the result is cast back to ``x.dtype``.
+
+    NCSN++ (EDM's ``SongUNet`` with its ``--arch=ncsnpp`` settings) is the same network with
+    ``time_embedding="fourier"`` (sin/cos of 2 pi f t for ``channels * noise_mult / 2`` fixed random
+    frequencies f ~ N(0, 16^2), the ``fourier`` Param, never trained), ``noise_mult=2`` (a time
+    embedding twice as wide, as is the label table), ``resample_filter=(1, 3, 3, 1)`` (FIR up- and
+    downsampling in the resampling blocks) and ``encoder="residual"`` (after each downsampling
+    block, the previous level's features, or the image, through a 3x3 conv and FIR downsampling,
+    added and scaled by sqrt(1/2)).
     """
 
     def __init__(self, data_shape: tuple[int, int, int], *, channels: int = 128,
                  channel_mult: tuple[int, ...] = (2, 2, 2), num_res_blocks: int = 4,
                  attn_resolutions: tuple[int, ...] = (16,), dropout: float = 0.0,
                  num_classes: int | None = None, emb_dim: int | None = None,
-                 time_embedding: str = "sinusoidal", dtype=jnp.float32, rngs: nnx.Rngs):
+                 time_embedding: str = "sinusoidal", noise_mult: int = 1,
+                 resample_filter: tuple[int, ...] = (1, 1), encoder: str = "standard",
+                 dtype=jnp.float32, rngs: nnx.Rngs):
         height, width, in_ch = data_shape
         if time_embedding not in TIME_EMBEDDINGS:
             raise ValueError(f"unknown time_embedding {time_embedding!r}; choose one of {', '.join(TIME_EMBEDDINGS)}")
-        self.time_embedding = time_embedding
+        if encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
+        self.time_embedding, self.encoder = time_embedding, encoder
         if height != width:
             raise ValueError(f"UNet expects square images, got data_shape={data_shape}")
         if height % (2 ** (len(channel_mult) - 1)):
             raise ValueError(f"resolution {height} not divisible by 2^{len(channel_mult) - 1}")
         self.data_shape = tuple(data_shape)
-        self.noise_dim = channels
+        self.noise_dim = noise_dim = channels * noise_mult
         emb_dim = emb_dim or 4 * channels
         self.dtype = dtype
         kw = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
-        bkw = dict(dropout=dropout, dtype=dtype, rngs=rngs)
+        bkw = dict(dropout=dropout, resample_filter=tuple(resample_filter), dtype=dtype, rngs=rngs)
         attn = set(attn_resolutions)
 
-        # Mapping network.
+        # Mapping network. NCSN++'s Fourier frequencies are a fixed random draw, kept as a Param so
+        # that checkpoints carry them, never trained (stop_gradient in __call__).
+        self.fourier = (nnx.Param(_FOURIER_SCALE * jax.random.normal(rngs.params(), (noise_dim // 2,), jnp.float32))
+                        if time_embedding == "fourier" else None)
         self.num_classes = num_classes
-        self.label = (nnx.Embed(num_classes + 1, channels, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.label = (nnx.Embed(num_classes + 1, noise_dim, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
                       if num_classes else None)
-        self.map0 = nnx.Linear(channels, emb_dim, kernel_init=_xavier(), **kw)
+        self.map0 = nnx.Linear(noise_dim, emb_dim, kernel_init=_xavier(), **kw)
         self.map1 = nnx.Linear(emb_dim, emb_dim, kernel_init=_xavier(), **kw)
 
         # Encoder: every output (input conv included) is kept as a skip.
+        # NCSN++'s residual encoder adds, after each downsampling block, a 3x3 conv + FIR
+        # downsampling of the previous level's (or the image's) features, scaled by sqrt(1/2).
         self.enc_in = nnx.Conv(in_ch, channels, (3, 3), kernel_init=_xavier(), **kw)
         enc, skips, cout = [], [channels], channels
+        aux, aux_after, caux = [], [], in_ch
         for level, mult in enumerate(channel_mult):
             res = height >> level
             if level > 0:
                 enc.append(_Block(cout, cout, emb_dim, down=True, **bkw))
                 skips.append(cout)
+                if encoder == "residual":
+                    pad = 1 + (len(resample_filter) - 1) // 2   # EDM's fused conv-then-downsample
+                    aux.append(nnx.Conv(caux, cout, (3, 3), padding=pad, kernel_init=_xavier(), **kw))
+                    aux_after.append(len(enc) - 1)
+                    caux = cout
             for _ in range(num_res_blocks):
                 enc.append(_Block(cout, channels * mult, emb_dim, attention=res in attn, **bkw))
                 cout = channels * mult
                 skips.append(cout)
         self.enc = nnx.List(enc)
+        self.aux = nnx.List(aux)
+        self.aux_after = tuple(aux_after)
+        self.taps = tuple(resample_filter)
 
         # Decoder.
         dec = []
@@ -194,6 +255,9 @@ class UNet(nnx.Module):
     def __call__(self, x: Array, t: Array, cond: Array | None = None) -> Array:
         if self.time_embedding == "positional":  # EDM's DDPM++: the label as given, sin first
             emb = sinusoidal_embedding(t, self.noise_dim, scale=1.0, endpoint=True, sin_first=True)
+        elif self.time_embedding == "fourier":  # EDM's NCSN++: random frequencies, sin first
+            args = t.astype(jnp.float32)[:, None] * (2 * math.pi * jax.lax.stop_gradient(self.fourier[...]))[None, :]
+            emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
         else:
             emb = sinusoidal_embedding(t, self.noise_dim)
         emb = emb.astype(self.dtype)
@@ -201,10 +265,14 @@ class UNet(nnx.Module):
             emb = emb + self.label(labels_or_null(cond, self.num_classes, x.shape[0]))
         emb = jax.nn.silu(self.map1(jax.nn.silu(self.map0(emb))))
 
-        h = self.enc_in(x.astype(self.dtype))
-        skips = [h]
-        for block in self.enc:
+        image = x.astype(self.dtype)
+        h = self.enc_in(image)
+        skips, aux = [h], image
+        for i, block in enumerate(self.enc):
             h = block(h, emb)
+            if i in self.aux_after:
+                conv = self.aux[self.aux_after.index(i)]
+                h = aux = (h + fir_down(conv(aux), self.taps, 0)) * _SKIP_SCALE
             skips.append(h)
         for block in self.dec:
             if block.concat_skip:

@@ -18,9 +18,11 @@ the net on c_in x and c_noise = ln(sigma) / 4 and forms D = c_skip x + c_out F, 
 ``map_augment`` (the augmentation-label input of the CIFAR-10 models, ``augment_dim=9``) has no
 bias and EDM samples with augment labels 0, so it contributes exactly 0 and is left out.
 
-Supported: ``EDMPrecond`` with a DDPM++ ``SongUNet`` (positional embedding, standard encoder and
-decoder, [1, 1] resampling): the ``edm-cifar10-32x32-*-vp.pkl`` models and any network trained with
-EDM's ``--arch=ddpmpp --precond=edm``. Other architectures are refused with a sentence.
+Supported: ``EDMPrecond`` with a ``SongUNet`` in EDM's DDPM++ settings (positional embedding,
+standard encoder and decoder, [1, 1] resampling: the ``*-vp.pkl`` models, ``--arch=ddpmpp``) or its
+NCSN++ settings (Fourier embedding of twice the width, whose frequencies are a fixed buffer mapped
+to the UNet's ``fourier`` Param; residual encoder; [1, 3, 3, 1] FIR resampling: the ``*-ve.pkl``
+models, ``--arch=ncsnpp``). Other architectures are refused with a sentence.
 """
 from __future__ import annotations
 
@@ -43,8 +45,13 @@ _SONG_ARGS = ("img_resolution", "in_channels", "out_channels", "label_dim", "aug
 _SONG_DEFAULTS = dict(label_dim=0, augment_dim=0, model_channels=128, channel_mult=[1, 2, 2, 2], channel_mult_emb=4,
                       num_blocks=4, attn_resolutions=[16], dropout=0.10, label_dropout=0, embedding_type="positional",
                       channel_mult_noise=1, encoder_type="standard", decoder_type="standard", resample_filter=[1, 1])
-_DDPMPP = dict(embedding_type="positional", encoder_type="standard", decoder_type="standard", channel_mult_noise=1,
-               resample_filter=[1, 1])
+_SONG_ARCHS = {  # EDM train.py's --arch keyword sets
+    "ddpmpp": dict(embedding_type="positional", encoder_type="standard", decoder_type="standard",
+                   channel_mult_noise=1, resample_filter=[1, 1]),
+    "ncsnpp": dict(embedding_type="fourier", encoder_type="residual", decoder_type="standard",
+                   channel_mult_noise=2, resample_filter=[1, 3, 3, 1]),
+}
+ARCH_NAMES = {"ddpmpp": "DDPM++", "ncsnpp": "NCSN++"}
 _PRECONDS = {"EDMPrecond": "EDM preconditioning", "VPPrecond": "VP preconditioning (EDM's baseline models)",
              "VEPrecond": "VE preconditioning (EDM's baseline models)", "iDDPMPrecond": "iDDPM preconditioning"}
 
@@ -124,20 +131,20 @@ def _norm(module: PersistentObject, where: str, channels: int) -> dict[str, np.n
     return {"norm": {"scale": _array(module, "weight", where), "bias": _array(module, "bias", where)}}
 
 
-def _block(block: PersistentObject, where: str, attention: bool) -> dict[str, Any]:
-    """One UNetBlock of a DDPM++ SongUNet, after checking the options genflow's _Block hard-codes."""
+def _block(block: PersistentObject, where: str, attention: bool, taps: list[int]) -> dict[str, Any]:
+    """One UNetBlock of a SongUNet, after checking the options genflow's _Block hard-codes."""
     kw = block.init_kwargs
     checks = [("adaptive_scale", kw.get("adaptive_scale", True), False),
               ("skip_scale", kw.get("skip_scale", 1.0), math.sqrt(0.5)), ("eps", kw.get("eps", 1e-5), 1e-6),
-              ("resample_filter", list(kw.get("resample_filter", [1, 1])), [1, 1]),
+              ("resample_filter", list(kw.get("resample_filter", [1, 1])), taps),
               ("resample_proj", kw.get("resample_proj", False), True)]
     if attention:
         checks.append(("num_heads", kw.get("num_heads"), 1))
     for name, got, want in checks:
         same = math.isclose(got, want, rel_tol=1e-9) if isinstance(want, float) else got == want
         if not same:
-            raise EDMPickleError(f"the EDM network's {where} has {name}={got!r} where DDPM++ has {want!r}; genflow's "
-                                 "UNet follows DDPM++ only.")
+            raise EDMPickleError(f"the EDM network's {where} has {name}={got!r} where EDM's SongUNet has {want!r}; "
+                                 "genflow's UNet follows EDM's DDPM++ and NCSN++ only.")
     cin, cout = int(kw["in_channels"]), int(kw["out_channels"])
     out: dict[str, Any] = {
         "norm0": _norm(_child(block, "norm0", where + "."), where + ".norm0", cin),
@@ -162,13 +169,16 @@ def _block(block: PersistentObject, where: str, attention: bool) -> dict[str, An
     return out
 
 
-def _song_unet_names(res: int, mult: list[int], num_blocks: int, attn: set[int]):
-    """EDM's SongUNet module names in order, as (name, attention), for the standard encoder/decoder."""
+def _song_unet_names(res: int, mult: list[int], num_blocks: int, attn: set[int], residual: bool):
+    """EDM's SongUNet module names in order, as (name, attention), standard decoder; the encoder's
+    ``*_aux_residual`` convs (NCSN++) are named in the list but are not blocks (attention None)."""
     enc, dec = [], []
     for level in range(len(mult)):
         r = res >> level
         if level > 0:
             enc.append((f"{r}x{r}_down", False))
+            if residual:
+                enc.append((f"{r}x{r}_aux_residual", None))
         enc += [(f"{r}x{r}_block{i}", r in attn) for i in range(num_blocks)]
     for level in reversed(range(len(mult))):
         r = res >> level
@@ -180,10 +190,12 @@ def _song_unet_names(res: int, mult: list[int], num_blocks: int, attn: set[int])
     return enc, dec
 
 
-def _ddpmpp(model: PersistentObject, kw: dict[str, Any]) -> tuple[dict[str, Any], dict[Path, np.ndarray], dict]:
+def _song_unet(model: PersistentObject, kw: dict[str, Any], arch: str) -> tuple[dict[str, Any], dict[Path, np.ndarray],
+                                                                               dict]:
     res, mult, nb = int(kw["img_resolution"]), [int(m) for m in kw["channel_mult"]], int(kw["num_blocks"])
     attn = {int(a) for a in kw["attn_resolutions"]}
     channels, label_dim = int(kw["model_channels"]), int(kw["label_dim"])
+    taps, residual = [int(v) for v in kw["resample_filter"]], kw["encoder_type"] == "residual"
     tree: dict[str, Any] = {
         "map0": _linear(_child(model, "map_layer0", ""), "map_layer0"),
         "map1": _linear(_child(model, "map_layer1", ""), "map_layer1"),
@@ -193,23 +205,35 @@ def _ddpmpp(model: PersistentObject, kw: dict[str, Any]) -> tuple[dict[str, Any]
         table = math.sqrt(label_dim) * lin["kernel"] + lin["bias"][None, :]
         tree["label"] = {"embedding": np.concatenate([table, lin["bias"][None, :]], axis=0).astype(np.float32)}
     enc_mod, dec_mod = _child(model, "enc", ""), _child(model, "dec", "")
-    enc_names, dec_names = _song_unet_names(res, mult, nb, attn)
+    enc_names, dec_names = _song_unet_names(res, mult, nb, attn, residual)
     want_enc = [f"{res}x{res}_conv"] + [n for n, _ in enc_names]
     want_dec = [n for n, _ in dec_names] + [f"{res}x{res}_aux_norm", f"{res}x{res}_aux_conv"]
     for part, got, want in [("encoder", list(enc_mod.modules), want_enc), ("decoder", list(dec_mod.modules), want_dec)]:
         if got != want:
             raise EDMPickleError(f"the EDM network's {part} holds {got[:4]}... where DDPM++ with these settings holds "
-                                 f"{want[:4]}...; the file's network is not the DDPM++ SongUNet genflow maps.")
+                                 f"{want[:4]}...; the file's network is not the SongUNet genflow maps.")
     tree["enc_in"] = _conv(enc_mod.modules[want_enc[0]], f"enc.{want_enc[0]}")
-    tree["enc"] = {i: _block(enc_mod.modules[n], f"enc.{n}", a) for i, (n, a) in enumerate(enc_names)}
-    tree["dec"] = {i: _block(dec_mod.modules[n], f"dec.{n}", a) for i, (n, a) in enumerate(dec_names)}
+    blocks = [(n, a) for n, a in enc_names if a is not None]
+    tree["enc"] = {i: _block(enc_mod.modules[n], f"enc.{n}", a, taps) for i, (n, a) in enumerate(blocks)}
+    aux = [n for n, a in enc_names if a is None]
+    if aux:
+        tree["aux"] = {i: _conv(enc_mod.modules[n], f"enc.{n}") for i, n in enumerate(aux)}
+    tree["dec"] = {i: _block(dec_mod.modules[n], f"dec.{n}", a, taps) for i, (n, a) in enumerate(dec_names)}
+    if kw["embedding_type"] == "fourier":
+        freqs = _child(model, "map_noise", "").buffers.get("freqs")
+        if freqs is None or freqs.shape != (channels * int(kw["channel_mult_noise"]) // 2,):
+            raise EDMPickleError("the EDM network's Fourier embedding has no frequencies of the expected size; the "
+                                 "file is not a network EDM's code writes.")
+        tree["fourier"] = freqs.astype(np.float32)
     last = int(dec_mod.modules[dec_names[-1][0]].init_kwargs["out_channels"])
     tree["out_norm"] = _norm(dec_mod.modules[want_dec[-2]], f"dec.{want_dec[-2]}", last)
     tree["out_conv"] = _conv(dec_mod.modules[want_dec[-1]], f"dec.{want_dec[-1]}")
     unet_kwargs = dict(channels=channels, channel_mult=tuple(mult), num_res_blocks=nb,
                        attn_resolutions=tuple(sorted(attn, reverse=True)), dropout=float(kw["dropout"]),
                        num_classes=label_dim or None, emb_dim=channels * int(kw["channel_mult_emb"]),
-                       time_embedding="positional")
+                       time_embedding="positional" if arch == "ddpmpp" else "fourier",
+                       noise_mult=int(kw["channel_mult_noise"]), resample_filter=tuple(taps),
+                       encoder="residual" if residual else "standard")
     left_out = {}
     if model.modules.get("map_augment") is not None:
         left_out["map_augment"] = ("the augmentation-label input (no bias; EDM samples with augment labels 0, so it "
@@ -234,14 +258,13 @@ def _architecture(model: PersistentObject, kw: dict[str, Any]) -> str:
     if model.class_name != "SongUNet":
         raise EDMPickleError(f"the file's network is a {model.class_name}, not one of EDM's U-Nets; genflow imports "
                              "DDPM++ SongUNet networks.")
-    differ = {k: kw.get(k) for k, v in _DDPMPP.items() if kw.get(k) != v}
-    if differ:
-        what = ("NCSN++ (the *-ve.pkl models)" if kw.get("embedding_type") == "fourier"
-                else f"a SongUNet with {differ}")
-        raise EDMPickleError(f"the file's network is {what}, which genflow does not import yet; DDPM++ networks "
-                             "(SongUNet with positional embedding, standard encoder and decoder, [1, 1] resampling: "
-                             "the *-vp.pkl models) are supported.")
-    return "ddpmpp"
+    for arch, settings in _SONG_ARCHS.items():
+        if all(kw.get(k) == v for k, v in settings.items()):
+            return arch
+    differ = {k: kw.get(k) for k, v in _SONG_ARCHS["ddpmpp"].items() if kw.get(k) != v}
+    raise EDMPickleError(f"the file's network is a SongUNet with {differ}, neither EDM's DDPM++ nor its NCSN++ "
+                         "settings, which genflow does not import; DDPM++ (the *-vp.pkl models) and NCSN++ (the "
+                         "*-ve.pkl models) are supported.")
 
 
 def edm_network(snapshot: dict[str, Any]) -> EDMNetwork:
@@ -260,7 +283,7 @@ def edm_network(snapshot: dict[str, Any]) -> EDMNetwork:
     if kw["in_channels"] != kw["out_channels"] or int(kw["img_resolution"]) != int(pk["img_resolution"]):
         raise EDMPickleError(f"the file's network maps {kw['in_channels']} to {kw['out_channels']} channels at "
                              f"resolution {kw['img_resolution']}; an image denoiser maps its channels to themselves.")
-    unet_kwargs, params, left_out = _ddpmpp(model, kw)
+    unet_kwargs, params, left_out = _song_unet(model, kw, arch)
     loss_fn = snapshot.get("loss_fn")
     loss = None
     if isinstance(loss_fn, PersistentObject) and loss_fn.class_name == "EDMLoss":

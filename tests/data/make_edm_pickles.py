@@ -8,16 +8,16 @@ Run in a side environment with torch (never in genflow's own; CI reads only the 
     /tmp/edmvenv/bin/python tests/data/make_edm_pickles.py /tmp/edm
     /tmp/edmvenv/bin/python tests/data/make_edm_pickles.py /tmp/edm --full /tmp/edm-full   # optional
 
-``--full DIR`` writes the same two networks at the published CIFAR-10 size instead (32x32,
+``--full DIR`` writes the same four networks at the published CIFAR-10 size instead (32x32,
 model_channels=128, channel_mult=[2,2,2], num_blocks=4, attention at 16x16; 56M parameters,
 220 MB each) into DIR, for a one-off check at the real size (not committed; see the test's
 ``GENFLOW_EDM_FULL``).
 
-Each network is built the way EDM's train.py builds it (``construct_class_by_name`` on the
-``--arch`` / ``--precond=edm`` / ``--augment`` keyword sets, so ``augment_dim=9`` like the published
-CIFAR-10 models), at a small size: 8x8x3 images, model_channels=12, channel_mult=[1,2],
-num_blocks=1, attention at 4x4. Every parameter and buffer is then redrawn at unit scale (EDM's own
-init makes the output convs ~1e-5, which would let a wrong mapping pass), and the snapshot is
+Each network (DDPM++ and NCSN++, conditional on 10 classes and unconditional) is built the way
+EDM's train.py builds it (``construct_class_by_name`` on the ``--arch`` / ``--precond=edm`` /
+``--augment`` keyword sets, so ``augment_dim=9`` like the published CIFAR-10 models), at a small
+size: 8x8x3 images, model_channels=12, channel_mult=[1,2], num_blocks=1, attention at 4x4. Every parameter is then redrawn at unit scale (EDM's own init makes
+the output convs ~1e-5, which would let a wrong mapping pass), and the snapshot is
 written exactly as EDM's training loop writes ``network-snapshot-*.pkl``: ``pickle.dump`` of
 ``dict(ema=..., loss_fn=..., augment_pipe=..., dataset_kwargs=...)`` with the modules deep-copied,
 ``.eval().requires_grad_(False)`` and on the CPU, so the persistence decorator embeds the source.
@@ -41,6 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ARCHS = {  # EDM train.py's --arch keyword sets, then the small sizes used here
     "ddpmpp": dict(model_type="SongUNet", embedding_type="positional", encoder_type="standard",
                    decoder_type="standard", channel_mult_noise=1, resample_filter=[1, 1]),
+    "ncsnpp": dict(model_type="SongUNet", embedding_type="fourier", encoder_type="residual",
+                   decoder_type="standard", channel_mult_noise=2, resample_filter=[1, 3, 3, 1]),
 }
 SMALL = dict(model_channels=12, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4])
 FULL = dict(model_channels=128, channel_mult=[2, 2, 2], num_blocks=4, attn_resolutions=[16])
@@ -54,8 +56,8 @@ def build(dnnlib, arch: str, label_dim: int, seed: int, size: dict, res: int):
     net = dnnlib.util.construct_class_by_name(**network_kwargs, img_resolution=res, img_channels=3, label_dim=label_dim)
     with torch.no_grad():  # unit-scale weights: every layer matters to the output
         for name, p in list(net.named_parameters()) + list(net.named_buffers()):
-            if "resample_filter" in name:
-                continue
+            if "resample_filter" in name or name.endswith("map_noise.freqs"):
+                continue  # fixed by the architecture (FIR taps) or already EDM's own random draw (NCSN++ freqs)
             if p.ndim >= 2:
                 p.copy_(torch.randn_like(p) / np.sqrt(p[0].numel()))
             elif name.endswith("weight"):  # GroupNorm scales
@@ -108,7 +110,7 @@ def main(edm_dir: str, out: str = HERE, full: bool = False) -> None:
     size, res = (FULL, 32) if full else (SMALL, 8)
     os.makedirs(out, exist_ok=True)
     arrays = {}
-    for i, (arch, label_dim) in enumerate([("ddpmpp", 10), ("ddpmpp", 0)]):
+    for i, (arch, label_dim) in enumerate([("ddpmpp", 10), ("ddpmpp", 0), ("ncsnpp", 10), ("ncsnpp", 0)]):
         name = f"edm_{arch}_{'cond' if label_dim else 'uncond'}"
         net, loss_fn, augment, dataset_kwargs = build(dnnlib, arch, label_dim, seed=i, size=size, res=res)
         snapshot(net, loss_fn, augment, dataset_kwargs, os.path.join(out, name + ".pkl"))
