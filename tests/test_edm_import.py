@@ -24,7 +24,8 @@ from genflow.processes import EDM
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 REF = np.load(os.path.join(DATA, "edm_outputs.npz"))
-NAMES = ["edm_ddpmpp_cond", "edm_ddpmpp_uncond", "edm_ncsnpp_cond", "edm_ncsnpp_uncond"]
+NAMES = ["edm_ddpmpp_cond", "edm_ddpmpp_uncond", "edm_ncsnpp_cond", "edm_ncsnpp_uncond", "edm_adm_cond",
+         "edm_adm_uncond"]
 # float32 on both sides: EDM's forward in torch and genflow's in XLA sum the same products in other
 # orders, so each of the ~20 layers adds rounding of a few ulp of its activations (|F| ~ 2, ulp
 # 2.4e-7); the observed error is 1-2e-6. 1e-5 leaves that 5x headroom, while any mapping mistake
@@ -102,13 +103,14 @@ def test_imported_network_equals_edm(imported):
 @pytest.mark.skipif(not os.environ.get("GENFLOW_EDM_FULL"), reason="set GENFLOW_EDM_FULL to the directory "
                     "`make_edm_pickles.py EDM --full DIR` wrote")
 @pytest.mark.parametrize("name", NAMES)
-def test_full_size_cifar10_networks_equal_edm(name):
-    """The same check at the published CIFAR-10 size (55.7M parameters, 32x32)."""
+def test_larger_networks_equal_edm(name):
+    """The same check larger: DDPM++ and NCSN++ at the published CIFAR-10 size (56M parameters,
+    32x32), ADM at 16x16 with 64 and 128 channels, so with 1- and 2-head attention."""
     directory = os.environ["GENFLOW_EDM_FULL"]
     network, net = _import(directory, name)
     f_err, f_max, d_err = _max_errors(name, network, net, np.load(os.path.join(directory, "edm_outputs.npz")))
     n = sum(int(v.size) for v in network.params.values())
-    print(f"full-size {name} ({n:,} parameters): max |F_genflow - F_edm| = {f_err:.2e} (max |F| = {f_max:.2f}); "
+    print(f"larger {name} ({n:,} parameters): max |F_genflow - F_edm| = {f_err:.2e} (max |F| = {f_max:.2f}); "
           f"max |D_genflow - D_edm| / max(1, |D|) = {d_err:.2e}")
     assert f_err < TOL and d_err < TOL
 
@@ -153,16 +155,20 @@ def test_import_edm_writes_a_run_that_samples_and_guides(capsys, tmp_path):
     assert code == 2 and one_sentence(err) and "already exists" in err, err
 
 
-def test_import_edm_writes_an_ncsnpp_run(capsys, tmp_path):
-    """NCSN++'s options reach the run's config (the network itself: test_imported_network_equals_edm)."""
+@pytest.mark.parametrize("name, said, options", [
+    ("edm_ncsnpp_uncond", "EDM NCSN++ (unconditional", ("fourier", 2, (1, 3, 3, 1), "residual", "ddpmpp", None)),
+    ("edm_adm_cond", "EDM ADM (class-conditional, 10 classes", ("adm", 1, (1, 1), "standard", "adm", 10)),
+])
+def test_import_edm_writes_ncsnpp_and_adm_runs(capsys, tmp_path, name, said, options):
+    """NCSN++'s and ADM's options reach the run's config (the networks: test_imported_network_equals_edm)."""
     from genflow.cli.run import read_config
 
     workdir = tmp_path / "run"
-    code, err = cli(capsys, "import-edm", os.path.join(DATA, "edm_ncsnpp_uncond.pkl"), "--workdir", workdir)
-    assert code == 0 and "EDM NCSN++ (unconditional" in err, err
+    code, err = cli(capsys, "import-edm", os.path.join(DATA, name + ".pkl"), "--workdir", workdir)
+    assert code == 0 and said in err, err
     net = read_config(str(workdir)).net
-    assert (net.time_embedding, net.noise_mult, net.resample_filter, net.encoder) == ("fourier", 2, (1, 3, 3, 1),
-                                                                                       "residual")
+    assert (net.time_embedding, net.noise_mult, net.resample_filter, net.encoder, net.variant,
+            net.num_classes) == options
 
 
 class _Evil:
@@ -230,11 +236,17 @@ def test_bad_inputs_are_one_sentence(capsys, tmp_path, persistent):
     vp = tmp_path / "vp.pkl"
     vp.write_bytes(pickle.dumps({"ema": persistent("VPPrecond", {})}))
     adm = tmp_path / "adm.pkl"
-    adm.write_bytes(pickle.dumps({"ema": persistent("EDMPrecond", {"_modules": {
-        "model": persistent("DhariwalUNet", {"_init_kwargs": {"img_resolution": 64}})}})}))
+    shape = {"img_resolution": 64, "in_channels": 3, "out_channels": 3}
+    precond = {"_init_kwargs": {"img_resolution": 64}}
+    adm.write_bytes(pickle.dumps({"ema": persistent("EDMPrecond", {**precond, "_modules": {
+        "model": persistent("DhariwalUNet", {"_init_kwargs": {**shape, "channel_mult": [2, 2]}})}})}))
+    bare = tmp_path / "bare.pkl"   # a record without the constructor arguments every EDM network has
+    bare.write_bytes(pickle.dumps({"ema": persistent("EDMPrecond", {"_modules": {
+        "model": persistent("SongUNet", {})}})}))
     skip = tmp_path / "skip.pkl"   # EDM's SongUNet also has a "skip" encoder/decoder, used by neither
-    skip.write_bytes(pickle.dumps({"ema": persistent("EDMPrecond", {"_modules": {
-        "model": persistent("SongUNet", {"_init_kwargs": {"encoder_type": "skip", "decoder_type": "skip"}})}})}))
+    skip.write_bytes(pickle.dumps({"ema": persistent("EDMPrecond", {**precond, "_modules": {
+        "model": persistent("SongUNet", {"_init_kwargs": {**shape, "encoder_type": "skip",
+                                                           "decoder_type": "skip"}})}})}))
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
@@ -244,7 +256,8 @@ def test_bad_inputs_are_one_sentence(capsys, tmp_path, persistent):
         (other, tmp_path / "r3", "holds a dict with keys ['weights'], not an EDM snapshot"),
         (cut, tmp_path / "r4", "is not a readable pickle"),
         (vp, tmp_path / "r5", "VP preconditioning (EDM's baseline models)"),
-        (adm, tmp_path / "r6", "EDM's ADM (DhariwalUNet"),
+        (adm, tmp_path / "r6", "ADM network has channel_mult [2, 2], whose first level is not 1"),
+        (bare, tmp_path / "r8", "has a missing or malformed setting (KeyError: 'in_channels')"),
         (skip, tmp_path / "r7", "'encoder_type': 'skip', 'decoder_type': 'skip'}, neither EDM's DDPM++ nor its NCSN++"),
         (os.path.join(DATA, "edm_ddpmpp_uncond.pkl"), busy, "already exists and is not empty"),
     ]:

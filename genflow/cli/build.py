@@ -42,10 +42,11 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
     _choice("process.name", exp.process.name, PROCESSES)
     _choice("data.name", exp.data.name, ("digits", "gmm", "folder", *TOY_SETS, *TFDS_SETS))
     _choice("net.name", exp.net.name, ("mlp", "unet"))
-    from genflow.models.unet import ENCODERS, TIME_EMBEDDINGS
+    from genflow.models.unet import ENCODERS, TIME_EMBEDDINGS, VARIANTS
 
     _choice("net.time_embedding", exp.net.time_embedding, TIME_EMBEDDINGS)
     _choice("net.encoder", exp.net.encoder, ENCODERS)
+    _choice("net.variant", exp.net.variant, VARIANTS)
     taps = exp.net.resample_filter
     if exp.net.noise_mult <= 0 or not taps or len(taps) % 2 or min(taps) <= 0:
         raise ConfigError(f"net.noise_mult must be positive and net.resample_filter an even number of positive taps "
@@ -271,6 +272,7 @@ def build_net(cfg: C.Net, shape: tuple[int, ...], dtype: str, seed: int):
                                 num_res_blocks=cfg.num_res_blocks, attn_resolutions=cfg.attn_resolutions,
                                 dropout=cfg.dropout, num_classes=labels, time_embedding=cfg.time_embedding,
                                 noise_mult=cfg.noise_mult, resample_filter=cfg.resample_filter, encoder=cfg.encoder,
+                                variant=cfg.variant,
                                 dtype=DTYPES[dtype],
                                 rngs=nnx.Rngs(params=seed, dropout=seed + 1)))()
 

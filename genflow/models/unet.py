@@ -12,6 +12,7 @@ advances its RngCount, which flax refuses to mutate across trace levels) and ret
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,9 @@ from genflow.models.embedding import sinusoidal_embedding
 
 _SKIP_SCALE = math.sqrt(0.5)
 _EPS = 1e-6
-TIME_EMBEDDINGS = ("sinusoidal", "positional", "fourier")
+TIME_EMBEDDINGS = ("sinusoidal", "positional", "fourier", "adm")
 ENCODERS = ("standard", "residual")
+VARIANTS = ("ddpmpp", "adm")
 _FOURIER_SCALE = 16.0  # EDM's FourierEmbedding(scale=16) for NCSN++
 
 
@@ -74,12 +76,29 @@ def _resample(x: Array, up: bool, down: bool, taps: tuple[int, ...] = (1, 1)) ->
     return x
 
 
+@dataclass(frozen=True)
+class _Style:
+    """What distinguishes EDM's two block families: DDPM++/NCSN++ (``SongUNet``) and ADM
+    (``DhariwalUNet``), both EDM's ``UNetBlock`` with other settings."""
+
+    adaptive_scale: bool          # the embedding gives a scale and a shift after norm1 (else it is added before)
+    skip_scale: float             # residual and attention sums times this
+    eps: float                    # GroupNorm epsilon
+    resample_proj: bool           # a 1x1 conv on the resampled skip even when the width is unchanged
+    channels_per_head: int | None  # attention heads = width // this (None: one head)
+    decoder_attention: str        # "last": the last block of a decoder level attends, "all": every block
+
+
+_STYLES = {"ddpmpp": _Style(False, _SKIP_SCALE, _EPS, True, None, "last"),
+           "adm": _Style(True, 1.0, 1e-5, False, 64, "all")}
+
+
 class _GroupNorm(nnx.Module):
     """GroupNorm computed in float32 with min(32, C // 4) groups, output in the compute dtype."""
 
-    def __init__(self, num_channels: int, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, num_channels: int, *, dtype, rngs: nnx.Rngs, eps: float = _EPS):
         groups = min(32, max(num_channels // 4, 1))
-        self.norm = nnx.GroupNorm(num_channels, num_groups=groups, epsilon=_EPS, dtype=jnp.float32,
+        self.norm = nnx.GroupNorm(num_channels, num_groups=groups, epsilon=eps, dtype=jnp.float32,
                                   param_dtype=jnp.float32, use_fast_variance=False, rngs=rngs)
         self.dtype = dtype
 
@@ -89,25 +108,31 @@ class _GroupNorm(nnx.Module):
 
 class _Block(nnx.Module):
     """Residual block (GroupNorm, SiLU, 3x3 conv, + embedding, ...) with optional resampling and
-    single-head self-attention; the residual sum and the attention sum are scaled by sqrt(1/2)."""
+    self-attention; in the DDPM++ style the residual and attention sums are scaled by sqrt(1/2) and
+    attention has one head, in the ADM style see ``_Style``."""
 
     def __init__(self, cin: int, cout: int, emb_dim: int, *, up: bool = False, down: bool = False,
                  attention: bool = False, concat_skip: bool = False, dropout: float = 0.0,
-                 resample_filter: tuple[int, ...] = (1, 1), dtype, rngs: nnx.Rngs):
+                 resample_filter: tuple[int, ...] = (1, 1), style: _Style = _STYLES["ddpmpp"], dtype,
+                 rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
         self.up, self.down, self.concat_skip = up, down, concat_skip
         self.taps = tuple(resample_filter)
         self.dtype = dtype
-        self.norm0 = _GroupNorm(cin, dtype=dtype, rngs=rngs)
+        self.adaptive_scale, self.skip_scale = style.adaptive_scale, style.skip_scale
+        self.heads = (cout // style.channels_per_head if style.channels_per_head else 1) if attention else 0
+        eps = style.eps
+        self.norm0 = _GroupNorm(cin, dtype=dtype, rngs=rngs, eps=eps)
         self.conv0 = nnx.Conv(cin, cout, (3, 3), kernel_init=_xavier(), **kw)
-        self.affine = nnx.Linear(emb_dim, cout, kernel_init=_xavier(), **kw)
-        self.norm1 = _GroupNorm(cout, dtype=dtype, rngs=rngs)
+        self.affine = nnx.Linear(emb_dim, cout * (2 if style.adaptive_scale else 1), kernel_init=_xavier(), **kw)
+        self.norm1 = _GroupNorm(cout, dtype=dtype, rngs=rngs, eps=eps)
         self.dropout = nnx.Dropout(dropout, rngs=rngs if dropout > 0 else None)
         self.conv1 = nnx.Conv(cout, cout, (3, 3), kernel_init=_xavier(1e-5), **kw)
-        self.skip = (nnx.Conv(cin, cout, (1, 1), kernel_init=_xavier(), **kw)
-                     if (cin != cout or up or down) else None)
-        if attention:
-            self.norm2 = _GroupNorm(cout, dtype=dtype, rngs=rngs)
+        project = cin != cout or ((up or down) and style.resample_proj)
+        self.skip = nnx.Conv(cin, cout, (1, 1), kernel_init=_xavier(), **kw) if project else None
+        self.resample_skip = up or down
+        if self.heads:
+            self.norm2 = _GroupNorm(cout, dtype=dtype, rngs=rngs, eps=eps)
             self.qkv = nnx.Linear(cout, 3 * cout, kernel_init=_xavier(math.sqrt(0.2)), **kw)
             self.proj = nnx.Linear(cout, cout, kernel_init=_xavier(1e-5), **kw)
         else:
@@ -116,18 +141,25 @@ class _Block(nnx.Module):
     def __call__(self, x: Array, emb: Array) -> Array:
         h = _resample(jax.nn.silu(self.norm0(x)), self.up, self.down, self.taps)
         h = self.conv0(h)
-        h = h + self.affine(emb)[:, None, None, :]
-        h = jax.nn.silu(self.norm1(h))
+        params = self.affine(emb)[:, None, None, :]
+        if self.adaptive_scale:  # ADM: shift + norm1(h) * (scale + 1)
+            scale, shift = jnp.split(params, 2, axis=-1)
+            h = jax.nn.silu(shift + self.norm1(h) * (scale + 1))
+        else:
+            h = jax.nn.silu(self.norm1(h + params))
         h = self.conv1(self.dropout(h))
-        s = x if self.skip is None else self.skip(_resample(x, self.up, self.down, self.taps))
-        x = (h + s) * _SKIP_SCALE
-        if self.qkv is not None:
+        s = _resample(x, self.up, self.down, self.taps) if self.resample_skip else x
+        s = s if self.skip is None else self.skip(s)
+        x = (h + s) * self.skip_scale
+        if self.heads:
             b, hh, ww, c = x.shape
-            q, k, v = jnp.split(self.qkv(self.norm2(x)).reshape(b, hh * ww, 3 * c), 3, axis=-1)
-            logits = jnp.einsum("bqc,bkc->bqk", q, k, preferred_element_type=jnp.float32)
-            w = jax.nn.softmax(logits / math.sqrt(c), axis=-1).astype(v.dtype)
-            a = jnp.einsum("bqk,bkc->bqc", w, v).reshape(b, hh, ww, c)
-            x = (self.proj(a) + x) * _SKIP_SCALE
+            n, d = self.heads, c // self.heads
+            q, k, v = (a.reshape(b, hh * ww, n, d) for a in
+                       jnp.split(self.qkv(self.norm2(x)).reshape(b, hh * ww, 3 * c), 3, axis=-1))
+            logits = jnp.einsum("bqnc,bknc->bnqk", q, k, preferred_element_type=jnp.float32)
+            w = jax.nn.softmax(logits / math.sqrt(d), axis=-1).astype(v.dtype)
+            a = jnp.einsum("bnqk,bknc->bqnc", w, v).reshape(b, hh, ww, c)
+            x = (self.proj(a) + x) * self.skip_scale
         return x
 
 
@@ -166,6 +198,14 @@ class UNet(nnx.Module):
     downsampling in the resampling blocks) and ``encoder="residual"`` (after each downsampling
     block, the previous level's features, or the image, through a 3x3 conv and FIR downsampling,
     added and scaled by sqrt(1/2)).
+
+    ADM (Dhariwal & Nichol 2021, EDM's ``DhariwalUNet``) is ``variant="adm"`` with
+    ``time_embedding="adm"`` (cos/sin of the noise label, exponents i / half): blocks whose
+    embedding gives a scale and shift after norm1, unscaled residual and attention sums, GroupNorm
+    eps 1e-5, resampled skips without a 1x1 conv at unchanged width, attention with width // 64
+    heads (none below 64 channels) in every decoder block of an attention resolution, and the class
+    embedding (width emb_dim) added after the mapping MLP. Its first level must have mult 1 (the
+    input conv has ``channels`` outputs), as in EDM's ImageNet-64 model.
     """
 
     def __init__(self, data_shape: tuple[int, int, int], *, channels: int = 128,
@@ -174,8 +214,12 @@ class UNet(nnx.Module):
                  num_classes: int | None = None, emb_dim: int | None = None,
                  time_embedding: str = "sinusoidal", noise_mult: int = 1,
                  resample_filter: tuple[int, ...] = (1, 1), encoder: str = "standard",
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+                 variant: str = "ddpmpp", dtype=jnp.float32, rngs: nnx.Rngs):
         height, width, in_ch = data_shape
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        style = _STYLES[variant]
+        self.label_after_mlp = variant == "adm"
         if time_embedding not in TIME_EMBEDDINGS:
             raise ValueError(f"unknown time_embedding {time_embedding!r}; choose one of {', '.join(TIME_EMBEDDINGS)}")
         if encoder not in ENCODERS:
@@ -190,7 +234,7 @@ class UNet(nnx.Module):
         emb_dim = emb_dim or 4 * channels
         self.dtype = dtype
         kw = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
-        bkw = dict(dropout=dropout, resample_filter=tuple(resample_filter), dtype=dtype, rngs=rngs)
+        bkw = dict(dropout=dropout, resample_filter=tuple(resample_filter), style=style, dtype=dtype, rngs=rngs)
         attn = set(attn_resolutions)
 
         # Mapping network. NCSN++'s Fourier frequencies are a fixed random draw, kept as a Param so
@@ -198,7 +242,9 @@ class UNet(nnx.Module):
         self.fourier = (nnx.Param(_FOURIER_SCALE * jax.random.normal(rngs.params(), (noise_dim // 2,), jnp.float32))
                         if time_embedding == "fourier" else None)
         self.num_classes = num_classes
-        self.label = (nnx.Embed(num_classes + 1, noise_dim, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        # ADM adds its label embedding after the MLP, at the embedding's full width.
+        label_dim = emb_dim if self.label_after_mlp else noise_dim
+        self.label = (nnx.Embed(num_classes + 1, label_dim, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
                       if num_classes else None)
         self.map0 = nnx.Linear(noise_dim, emb_dim, kernel_init=_xavier(), **kw)
         self.map1 = nnx.Linear(emb_dim, emb_dim, kernel_init=_xavier(), **kw)
@@ -240,11 +286,11 @@ class UNet(nnx.Module):
             for idx in range(num_res_blocks + 1):
                 cin = cout + skips.pop()
                 cout = channels * mult
-                dec.append(_Block(cin, cout, emb_dim, concat_skip=True,
-                                  attention=(idx == num_res_blocks and res in attn), **bkw))
+                last = idx == num_res_blocks or style.decoder_attention == "all"
+                dec.append(_Block(cin, cout, emb_dim, concat_skip=True, attention=last and res in attn, **bkw))
         assert not skips
         self.dec = nnx.List(dec)
-        self.out_norm = _GroupNorm(cout, dtype=dtype, rngs=rngs)
+        self.out_norm = _GroupNorm(cout, dtype=dtype, rngs=rngs, eps=style.eps)
         self.out_conv = nnx.Conv(cout, in_ch, (3, 3), kernel_init=_xavier(1e-5), **kw)
 
     @property
@@ -258,12 +304,18 @@ class UNet(nnx.Module):
         elif self.time_embedding == "fourier":  # EDM's NCSN++: random frequencies, sin first
             args = t.astype(jnp.float32)[:, None] * (2 * math.pi * jax.lax.stop_gradient(self.fourier[...]))[None, :]
             emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+        elif self.time_embedding == "adm":  # EDM's ADM: the label as given, cos first, no endpoint
+            emb = sinusoidal_embedding(t, self.noise_dim, scale=1.0)
         else:
             emb = sinusoidal_embedding(t, self.noise_dim)
         emb = emb.astype(self.dtype)
-        if self.label is not None:
-            emb = emb + self.label(labels_or_null(cond, self.num_classes, x.shape[0]))
-        emb = jax.nn.silu(self.map1(jax.nn.silu(self.map0(emb))))
+        label = None if self.label is None else self.label(labels_or_null(cond, self.num_classes, x.shape[0]))
+        if label is not None and not self.label_after_mlp:
+            emb = emb + label
+        emb = self.map1(jax.nn.silu(self.map0(emb)))
+        if label is not None and self.label_after_mlp:
+            emb = emb + label
+        emb = jax.nn.silu(emb)
 
         image = x.astype(self.dtype)
         h = self.enc_in(image)

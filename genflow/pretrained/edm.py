@@ -22,7 +22,10 @@ Supported: ``EDMPrecond`` with a ``SongUNet`` in EDM's DDPM++ settings (position
 standard encoder and decoder, [1, 1] resampling: the ``*-vp.pkl`` models, ``--arch=ddpmpp``) or its
 NCSN++ settings (Fourier embedding of twice the width, whose frequencies are a fixed buffer mapped
 to the UNet's ``fourier`` Param; residual encoder; [1, 3, 3, 1] FIR resampling: the ``*-ve.pkl``
-models, ``--arch=ncsnpp``). Other architectures are refused with a sentence.
+models, ``--arch=ncsnpp``), and ``EDMPrecond`` with a ``DhariwalUNet`` (ADM: ``edm-imagenet-64x64-cond-adm.pkl``,
+``--arch=adm``) as the UNet's ``variant="adm"``, whose multi-head qkv interleaves (head, channel,
+q/k/v) and whose label Linear has no bias (genflow's null label is the zero row). Other
+architectures are refused with a sentence.
 """
 from __future__ import annotations
 
@@ -45,13 +48,17 @@ _SONG_ARGS = ("img_resolution", "in_channels", "out_channels", "label_dim", "aug
 _SONG_DEFAULTS = dict(label_dim=0, augment_dim=0, model_channels=128, channel_mult=[1, 2, 2, 2], channel_mult_emb=4,
                       num_blocks=4, attn_resolutions=[16], dropout=0.10, label_dropout=0, embedding_type="positional",
                       channel_mult_noise=1, encoder_type="standard", decoder_type="standard", resample_filter=[1, 1])
+_ADM_ARGS = ("img_resolution", "in_channels", "out_channels", "label_dim", "augment_dim", "model_channels",
+             "channel_mult", "channel_mult_emb", "num_blocks", "attn_resolutions", "dropout", "label_dropout")
+_ADM_DEFAULTS = dict(label_dim=0, augment_dim=0, model_channels=192, channel_mult=[1, 2, 3, 4], channel_mult_emb=4,
+                     num_blocks=3, attn_resolutions=[32, 16, 8], dropout=0.10, label_dropout=0)
 _SONG_ARCHS = {  # EDM train.py's --arch keyword sets
     "ddpmpp": dict(embedding_type="positional", encoder_type="standard", decoder_type="standard",
                    channel_mult_noise=1, resample_filter=[1, 1]),
     "ncsnpp": dict(embedding_type="fourier", encoder_type="residual", decoder_type="standard",
                    channel_mult_noise=2, resample_filter=[1, 3, 3, 1]),
 }
-ARCH_NAMES = {"ddpmpp": "DDPM++", "ncsnpp": "NCSN++"}
+ARCH_NAMES = {"ddpmpp": "DDPM++", "ncsnpp": "NCSN++", "adm": "ADM"}
 _PRECONDS = {"EDMPrecond": "EDM preconditioning", "VPPrecond": "VP preconditioning (EDM's baseline models)",
              "VEPrecond": "VE preconditioning (EDM's baseline models)", "iDDPMPrecond": "iDDPM preconditioning"}
 
@@ -122,48 +129,72 @@ def _linear(module: PersistentObject, where: str, *, conv1x1: bool = False) -> d
     return out
 
 
-def _norm(module: PersistentObject, where: str, channels: int) -> dict[str, np.ndarray]:
+def _norm(module: PersistentObject, where: str, channels: int, eps_want: float = 1e-6) -> dict[str, np.ndarray]:
     groups, eps = module.state.get("num_groups"), module.state.get("eps")
-    if groups != min(32, channels // 4) or eps is None or not math.isclose(eps, 1e-6, rel_tol=1e-9):
-        raise EDMPickleError(f"the EDM network's {where} has {groups} groups and eps {eps}; DDPM++ uses "
-                             f"min(32, C // 4) = {min(32, channels // 4)} groups and eps 1e-6, which genflow's UNet "
-                             "follows, so this network is not DDPM++.")
+    if groups != min(32, channels // 4) or eps is None or not math.isclose(eps, eps_want, rel_tol=1e-9):
+        raise EDMPickleError(f"the EDM network's {where} has {groups} groups and eps {eps}; EDM's networks use "
+                             f"min(32, C // 4) = {min(32, channels // 4)} groups and eps {eps_want:g} here, which "
+                             "genflow's UNet follows, so this network is not one genflow maps.")
     return {"norm": {"scale": _array(module, "weight", where), "bias": _array(module, "bias", where)}}
 
 
-def _block(block: PersistentObject, where: str, attention: bool, taps: list[int]) -> dict[str, Any]:
-    """One UNetBlock of a SongUNet, after checking the options genflow's _Block hard-codes."""
-    kw = block.init_kwargs
-    checks = [("adaptive_scale", kw.get("adaptive_scale", True), False),
-              ("skip_scale", kw.get("skip_scale", 1.0), math.sqrt(0.5)), ("eps", kw.get("eps", 1e-5), 1e-6),
-              ("resample_filter", list(kw.get("resample_filter", [1, 1])), taps),
-              ("resample_proj", kw.get("resample_proj", False), True)]
-    if attention:
-        checks.append(("num_heads", kw.get("num_heads"), 1))
-    for name, got, want in checks:
-        same = math.isclose(got, want, rel_tol=1e-9) if isinstance(want, float) else got == want
+# What each EDM network passes to (or leaves at the default of) every UNetBlock, which genflow's
+# _Block hard-codes per variant: (adaptive_scale, skip_scale, eps, resample_proj, channels_per_head).
+_BLOCK_SETTINGS = {"SongUNet": dict(adaptive_scale=False, skip_scale=math.sqrt(0.5), eps=1e-6, resample_proj=True),
+                   "DhariwalUNet": dict(adaptive_scale=True, skip_scale=1.0, eps=1e-5, resample_proj=False)}
+_BLOCK_DEFAULTS = dict(adaptive_scale=True, skip_scale=1.0, eps=1e-5, resample_proj=False, resample_filter=[1, 1],
+                       channels_per_head=64, num_heads=None)
+
+
+def _heads(kw: dict[str, Any], attention: bool) -> int:
+    """EDM's UNetBlock: num_heads if given, else out_channels // channels_per_head; 0 without attention."""
+    if not attention:
+        return 0
+    return int(kw["num_heads"]) if kw.get("num_heads") is not None else int(kw["out_channels"]) // int(
+        kw.get("channels_per_head", 64))
+
+
+def _block(block: PersistentObject, where: str, attention: bool, taps: list[int],
+           family: str = "SongUNet") -> dict[str, Any]:
+    """One UNetBlock, after checking the options genflow's _Block hard-codes for ``family``."""
+    kw = {**_BLOCK_DEFAULTS, **block.init_kwargs}
+    want = {**_BLOCK_SETTINGS[family], "resample_filter": taps}
+    for name, value in want.items():
+        got = list(kw[name]) if name == "resample_filter" else kw[name]
+        same = math.isclose(got, value, rel_tol=1e-9) if isinstance(value, float) else got == value
         if not same:
-            raise EDMPickleError(f"the EDM network's {where} has {name}={got!r} where EDM's SongUNet has {want!r}; "
-                                 "genflow's UNet follows EDM's DDPM++ and NCSN++ only.")
+            raise EDMPickleError(f"the EDM network's {where} has {name}={got!r} where EDM's {family} has {value!r}; "
+                                 "genflow's UNet follows EDM's own DDPM++, NCSN++ and ADM settings only.")
     cin, cout = int(kw["in_channels"]), int(kw["out_channels"])
+    heads = _heads(kw, attention)
+    want_heads = (1 if family == "SongUNet" else cout // 64) if attention else 0
+    if heads != want_heads:
+        raise EDMPickleError(f"the EDM network's {where} has {heads} attention heads where EDM's {family} has "
+                             f"{want_heads}; genflow's UNet follows EDM's own settings only.")
+    attention = heads > 0
+    eps = _BLOCK_SETTINGS[family]["eps"]
     out: dict[str, Any] = {
-        "norm0": _norm(_child(block, "norm0", where + "."), where + ".norm0", cin),
+        "norm0": _norm(_child(block, "norm0", where + "."), where + ".norm0", cin, eps),
         "conv0": _conv(_child(block, "conv0", where + "."), where + ".conv0"),
         "affine": _linear(_child(block, "affine", where + "."), where + ".affine"),
-        "norm1": _norm(_child(block, "norm1", where + "."), where + ".norm1", cout),
+        "norm1": _norm(_child(block, "norm1", where + "."), where + ".norm1", cout, eps),
         "conv1": _conv(_child(block, "conv1", where + "."), where + ".conv1"),
     }
-    if block.modules.get("skip") is not None:
-        out["skip"] = _conv(block.modules["skip"], where + ".skip")
+    skip = block.modules.get("skip")
+    if skip is not None and skip.params.get("weight") is not None:  # ADM: a kernel-0 skip only resamples
+        out["skip"] = _conv(skip, where + ".skip")
     if attention != (block.modules.get("qkv") is not None):
         raise EDMPickleError(f"the EDM network's {where} {'lacks' if attention else 'has'} self-attention where "
-                             "DDPM++ with these attn_resolutions would not; the network is not DDPM++.")
+                             f"EDM's {family} with these attn_resolutions would not; the file's network is not one "
+                             "genflow maps.")
     if attention:
-        out["norm2"] = _norm(_child(block, "norm2", where + "."), where + ".norm2", cout)
+        out["norm2"] = _norm(_child(block, "norm2", where + "."), where + ".norm2", cout, eps)
         qkv = _linear(_child(block, "qkv", where + "."), where + ".qkv", conv1x1=True)
-        # EDM: channel 3 c + j is (head channel c, j in q, k, v); genflow: [q | k | v].
-        qkv["kernel"] = qkv["kernel"].reshape(cout, cout, 3).transpose(0, 2, 1).reshape(cout, 3 * cout)
-        qkv["bias"] = qkv["bias"].reshape(cout, 3).T.reshape(3 * cout)
+        # EDM: output channel (h, c, j) at h 3d + 3c + j for head h, head channel c < d, j in q, k, v;
+        # genflow: [q | k | v], each of heads x d.
+        d = cout // heads
+        qkv["kernel"] = qkv["kernel"].reshape(cout, heads, d, 3).transpose(0, 3, 1, 2).reshape(cout, 3 * cout)
+        qkv["bias"] = qkv["bias"].reshape(heads, d, 3).transpose(2, 0, 1).reshape(3 * cout)
         out["qkv"] = qkv
         out["proj"] = _linear(_child(block, "proj", where + "."), where + ".proj", conv1x1=True)
     return out
@@ -233,7 +264,7 @@ def _song_unet(model: PersistentObject, kw: dict[str, Any], arch: str) -> tuple[
                        num_classes=label_dim or None, emb_dim=channels * int(kw["channel_mult_emb"]),
                        time_embedding="positional" if arch == "ddpmpp" else "fourier",
                        noise_mult=int(kw["channel_mult_noise"]), resample_filter=tuple(taps),
-                       encoder="residual" if residual else "standard")
+                       encoder="residual" if residual else "standard", variant="ddpmpp")
     left_out = {}
     if model.modules.get("map_augment") is not None:
         left_out["map_augment"] = ("the augmentation-label input (no bias; EDM samples with augment labels 0, so it "
@@ -251,13 +282,66 @@ def _flatten(tree: dict, prefix: Path = ()) -> dict[Path, np.ndarray]:
     return out
 
 
+def _dhariwal_unet(model: PersistentObject, kw: dict[str, Any]) -> tuple[dict[str, Any], dict[Path, np.ndarray],
+                                                                         dict]:
+    """EDM's DhariwalUNet (ADM) as genflow's UNet with variant="adm"."""
+    res, mult, nb = int(kw["img_resolution"]), [int(m) for m in kw["channel_mult"]], int(kw["num_blocks"])
+    attn = {int(a) for a in kw["attn_resolutions"]}
+    channels, label_dim = int(kw["model_channels"]), int(kw["label_dim"])
+    if mult[0] != 1:
+        raise EDMPickleError(f"the file's ADM network has channel_mult {mult}, whose first level is not 1; genflow's "
+                             "UNet starts at model_channels (EDM's ImageNet-64 ADM has [1, 2, 3, 4]).")
+    tree: dict[str, Any] = {
+        "map0": _linear(_child(model, "map_layer0", ""), "map_layer0"),
+        "map1": _linear(_child(model, "map_layer1", ""), "map_layer1"),
+        "out_conv": _conv(_child(model, "out_conv", ""), "out_conv"),
+    }
+    if label_dim:  # no bias: "no label" (all zeros) is the zero row
+        kernel = _linear(_child(model, "map_label", ""), "map_label")["kernel"]   # (L, E)
+        tree["label"] = {"embedding": np.concatenate([kernel, np.zeros_like(kernel[:1])], axis=0)}
+    enc_names, dec_names = [], []
+    for level in range(len(mult)):
+        r = res >> level
+        if level > 0:
+            enc_names.append((f"{r}x{r}_down", False))
+        enc_names += [(f"{r}x{r}_block{i}", r in attn) for i in range(nb)]
+    for level in reversed(range(len(mult))):
+        r = res >> level
+        dec_names += ([(f"{r}x{r}_in0", True), (f"{r}x{r}_in1", False)] if level == len(mult) - 1
+                      else [(f"{r}x{r}_up", False)])
+        dec_names += [(f"{r}x{r}_block{i}", r in attn) for i in range(nb + 1)]
+    enc_mod, dec_mod = _child(model, "enc", ""), _child(model, "dec", "")
+    want_enc = [f"{res}x{res}_conv"] + [n for n, _ in enc_names]
+    for part, got, want in [("encoder", list(enc_mod.modules), want_enc),
+                            ("decoder", list(dec_mod.modules), [n for n, _ in dec_names])]:
+        if got != want:
+            raise EDMPickleError(f"the EDM network's {part} holds {got[:4]}... where ADM with these settings holds "
+                                 f"{want[:4]}...; the file's network is not the DhariwalUNet genflow maps.")
+    tree["enc_in"] = _conv(enc_mod.modules[want_enc[0]], f"enc.{want_enc[0]}")
+    tree["enc"] = {i: _block(enc_mod.modules[n], f"enc.{n}", a, [1, 1], "DhariwalUNet")
+                   for i, (n, a) in enumerate(enc_names)}
+    tree["dec"] = {i: _block(dec_mod.modules[n], f"dec.{n}", a, [1, 1], "DhariwalUNet")
+                   for i, (n, a) in enumerate(dec_names)}
+    last = int(dec_mod.modules[dec_names[-1][0]].init_kwargs["out_channels"])
+    tree["out_norm"] = _norm(_child(model, "out_norm", ""), "out_norm", last, 1e-5)
+    unet_kwargs = dict(channels=channels, channel_mult=tuple(mult), num_res_blocks=nb,
+                       attn_resolutions=tuple(sorted(attn, reverse=True)), dropout=float(kw["dropout"]),
+                       num_classes=label_dim or None, emb_dim=channels * int(kw["channel_mult_emb"]),
+                       time_embedding="adm", noise_mult=1, resample_filter=(1, 1), encoder="standard",
+                       variant="adm")
+    left_out = {}
+    if model.modules.get("map_augment") is not None:
+        left_out["map_augment"] = ("the augmentation-label input (no bias; EDM samples with augment labels 0, so it "
+                                   "adds exactly 0)")
+    return unet_kwargs, _flatten(tree), left_out
+
+
 def _architecture(model: PersistentObject, kw: dict[str, Any]) -> str:
     if model.class_name == "DhariwalUNet":
-        raise EDMPickleError("the file's network is EDM's ADM (DhariwalUNet, e.g. edm-imagenet-64x64-cond-adm.pkl), "
-                             "which genflow does not import yet; DDPM++ networks (the *-vp.pkl models) are supported.")
+        return "adm"
     if model.class_name != "SongUNet":
         raise EDMPickleError(f"the file's network is a {model.class_name}, not one of EDM's U-Nets; genflow imports "
-                             "DDPM++ SongUNet networks.")
+                             "EDM's SongUNet (DDPM++, NCSN++) and DhariwalUNet (ADM) networks.")
     for arch, settings in _SONG_ARCHS.items():
         if all(kw.get(k) == v for k, v in settings.items()):
             return arch
@@ -269,6 +353,16 @@ def _architecture(model: PersistentObject, kw: dict[str, Any]) -> str:
 
 def edm_network(snapshot: dict[str, Any]) -> EDMNetwork:
     """The genflow form of an EDM snapshot's ``ema`` network (see the module docstring)."""
+    try:
+        return _edm_network(snapshot)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        if isinstance(e, EDMPickleError):
+            raise
+        raise EDMPickleError(f"the file's EDM network has a missing or malformed setting ({type(e).__name__}: "
+                             f"{str(e)[:80]}); it is not a network EDM's code writes.") from None
+
+
+def _edm_network(snapshot: dict[str, Any]) -> EDMNetwork:
     ema = snapshot["ema"]
     if ema.class_name != "EDMPrecond":
         what = _PRECONDS.get(ema.class_name, f"a {ema.class_name}")
@@ -278,12 +372,13 @@ def edm_network(snapshot: dict[str, Any]) -> EDMNetwork:
     model = _child(ema, "model", "")
     if not isinstance(model, PersistentObject):
         raise EDMPickleError("the file's EDMPrecond holds no EDM network as its model; it is not an EDM snapshot.")
-    kw = _kwargs(model, _SONG_ARGS, _SONG_DEFAULTS)
+    kw = (_kwargs(model, _ADM_ARGS, _ADM_DEFAULTS) if model.class_name == "DhariwalUNet"
+          else _kwargs(model, _SONG_ARGS, _SONG_DEFAULTS))
     arch = _architecture(model, kw)
     if kw["in_channels"] != kw["out_channels"] or int(kw["img_resolution"]) != int(pk["img_resolution"]):
         raise EDMPickleError(f"the file's network maps {kw['in_channels']} to {kw['out_channels']} channels at "
                              f"resolution {kw['img_resolution']}; an image denoiser maps its channels to themselves.")
-    unet_kwargs, params, left_out = _song_unet(model, kw, arch)
+    unet_kwargs, params, left_out = _dhariwal_unet(model, kw) if arch == "adm" else _song_unet(model, kw, arch)
     loss_fn = snapshot.get("loss_fn")
     loss = None
     if isinstance(loss_fn, PersistentObject) and loss_fn.class_name == "EDMLoss":

@@ -8,16 +8,18 @@ Run in a side environment with torch (never in genflow's own; CI reads only the 
     /tmp/edmvenv/bin/python tests/data/make_edm_pickles.py /tmp/edm
     /tmp/edmvenv/bin/python tests/data/make_edm_pickles.py /tmp/edm --full /tmp/edm-full   # optional
 
-``--full DIR`` writes the same four networks at the published CIFAR-10 size instead (32x32,
-model_channels=128, channel_mult=[2,2,2], num_blocks=4, attention at 16x16; 56M parameters,
-220 MB each) into DIR, for a one-off check at the real size (not committed; see the test's
-``GENFLOW_EDM_FULL``).
+``--full DIR`` writes the same networks larger into DIR, for a one-off check (not committed; see
+the test's ``GENFLOW_EDM_FULL``): DDPM++ and NCSN++ at the published CIFAR-10 size (32x32,
+model_channels=128, channel_mult=[2,2,2], num_blocks=4, attention at 16x16; 56M parameters, 220 MB
+each), ADM at 16x16 with 64 and 128 channels, so that it has attention (1 and 2 heads; the small
+ADM, below EDM's 64 channels per head, has none).
 
-Each network (DDPM++ and NCSN++, conditional on 10 classes and unconditional) is built the way
+Each network (DDPM++, NCSN++ and ADM, conditional on 10 classes and unconditional) is built the way
 EDM's train.py builds it (``construct_class_by_name`` on the ``--arch`` / ``--precond=edm`` /
 ``--augment`` keyword sets, so ``augment_dim=9`` like the published CIFAR-10 models), at a small
-size: 8x8x3 images, model_channels=12, channel_mult=[1,2], num_blocks=1, attention at 4x4. Every parameter is then redrawn at unit scale (EDM's own init makes
-the output convs ~1e-5, which would let a wrong mapping pass), and the snapshot is
+size: 8x8x3 images, model_channels=12, channel_mult=[1,2], num_blocks=1, attention at 4x4. Every
+parameter is then redrawn at unit scale (EDM's own init makes the output convs ~1e-5, which would
+let a wrong mapping pass), and the snapshot is
 written exactly as EDM's training loop writes ``network-snapshot-*.pkl``: ``pickle.dump`` of
 ``dict(ema=..., loss_fn=..., augment_pipe=..., dataset_kwargs=...)`` with the modules deep-copied,
 ``.eval().requires_grad_(False)`` and on the CPU, so the persistence decorator embeds the source.
@@ -43,9 +45,13 @@ ARCHS = {  # EDM train.py's --arch keyword sets, then the small sizes used here
                    decoder_type="standard", channel_mult_noise=1, resample_filter=[1, 1]),
     "ncsnpp": dict(model_type="SongUNet", embedding_type="fourier", encoder_type="residual",
                    decoder_type="standard", channel_mult_noise=2, resample_filter=[1, 3, 3, 1]),
+    "adm": dict(model_type="DhariwalUNet"),
 }
 SMALL = dict(model_channels=12, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4])
 FULL = dict(model_channels=128, channel_mult=[2, 2, 2], num_blocks=4, attn_resolutions=[16])
+# ADM has 64 channels per attention head, so below 64 channels (the small size) it has no attention;
+# --full writes it at 16x16 with 64 and 128 channels (1 and 2 heads) instead of ImageNet-64's 296M.
+ADM_MEDIUM = dict(model_channels=64, channel_mult=[1, 2], num_blocks=2, attn_resolutions=[16, 8])
 SIGMAS = [0.002, 0.05, 0.5, 2.0, 10.0, 80.0]
 
 
@@ -107,11 +113,12 @@ def main(edm_dir: str, out: str = HERE, full: bool = False) -> None:
     sys.path.insert(0, edm_dir)
     import dnnlib  # EDM's own
 
-    size, res = (FULL, 32) if full else (SMALL, 8)
     os.makedirs(out, exist_ok=True)
     arrays = {}
-    for i, (arch, label_dim) in enumerate([("ddpmpp", 10), ("ddpmpp", 0), ("ncsnpp", 10), ("ncsnpp", 0)]):
+    nets = [("ddpmpp", 10), ("ddpmpp", 0), ("ncsnpp", 10), ("ncsnpp", 0), ("adm", 10), ("adm", 0)]
+    for i, (arch, label_dim) in enumerate(nets):
         name = f"edm_{arch}_{'cond' if label_dim else 'uncond'}"
+        size, res = ((ADM_MEDIUM, 16) if arch == "adm" else (FULL, 32)) if full else (SMALL, 8)
         net, loss_fn, augment, dataset_kwargs = build(dnnlib, arch, label_dim, seed=i, size=size, res=res)
         snapshot(net, loss_fn, augment, dataset_kwargs, os.path.join(out, name + ".pkl"))
         for key, value in outputs(net, label_dim, seed=i, res=res).items():
