@@ -3,8 +3,9 @@
 The run holds config.json (EDM process and preconditioning with the file's sigma_data, the mapped
 U-Net, EDM's Heun sampler at 35 NFE) and one checkpoint (step 0) whose params and EMA are the
 file's EMA weights, with a fresh optimizer state; ``genflow sample``, ``fid``, ``likelihood``,
-``eval`` and the guidance options load it through ``load_run`` like any trained run, and
-``genflow train --resume`` fine-tunes it. Provenance goes to imported.json.
+``eval`` and the guidance options load it through ``load_run`` like any trained run; the
+optimizer state is there for ``genflow train --resume`` (not exercised by the tests: it needs the
+training data). Provenance goes to imported.json.
 """
 from __future__ import annotations
 

@@ -22,10 +22,11 @@ Supported: ``EDMPrecond`` with a ``SongUNet`` in EDM's DDPM++ settings (position
 standard encoder and decoder, [1, 1] resampling: the ``*-vp.pkl`` models, ``--arch=ddpmpp``) or its
 NCSN++ settings (Fourier embedding of twice the width, whose frequencies are a fixed buffer mapped
 to the UNet's ``fourier`` Param; residual encoder; [1, 3, 3, 1] FIR resampling: the ``*-ve.pkl``
-models, ``--arch=ncsnpp``), and ``EDMPrecond`` with a ``DhariwalUNet`` (ADM: ``edm-imagenet-64x64-cond-adm.pkl``,
-``--arch=adm``) as the UNet's ``variant="adm"``, whose multi-head qkv interleaves (head, channel,
-q/k/v) and whose label Linear has no bias (genflow's null label is the zero row). Other
-architectures are refused with a sentence.
+models, ``--arch=ncsnpp``), and ``EDMPrecond`` with a ``DhariwalUNet`` (ADM:
+``edm-imagenet-64x64-cond-adm.pkl``, ``--arch=adm``) as the UNet's ``variant="adm"``, whose
+multi-head qkv interleaves (head, channel, q/k/v) and whose label Linear has no bias (genflow's
+null label is the zero row). Other architectures are refused with a sentence. The imported net
+computes in float32 (EDM's ImageNet model ran its network in float16 on GPUs).
 """
 from __future__ import annotations
 
