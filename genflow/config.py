@@ -57,6 +57,12 @@ class Net:
     attn_resolutions: tuple[int, ...] = (16,)
     dropout: float = 0.0
     num_classes: int | None = None
+    time_embedding: str = "sinusoidal"  # unet: sinusoidal (genflow's, of t in [0, 1]) | positional (EDM's DDPM++,
+                                        # of the noise label as given) | fourier (EDM's NCSN++) | adm
+    noise_mult: int = 1                 # unet: time-embedding width in channels (EDM's channel_mult_noise; NCSN++ 2)
+    resample_filter: tuple[int, ...] = (1, 1)  # unet: FIR taps of up/downsampling ((1, 3, 3, 1): NCSN++)
+    encoder: str = "standard"           # unet: standard | residual (NCSN++'s extra downsampled input path)
+    variant: str = "ddpmpp"             # unet: ddpmpp (also NCSN++) | adm (EDM's DhariwalUNet blocks and mapping)
 
 
 @dataclass(frozen=True)

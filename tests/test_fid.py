@@ -87,6 +87,10 @@ def test_reader_refuses_code_and_non_checkpoints(tmp_path):
     _zip_with_pickle(evil, pickle.dumps({"x": Evil()}, protocol=2))
     with pytest.raises(TorchCheckpointError, match="getcwd"):
         load_torch_checkpoint(str(evil))
+    legacy = tmp_path / "evil_legacy.pth"  # the header pickles of a legacy file are read restricted too
+    legacy.write_bytes(pickle.dumps(Evil(), protocol=2))
+    with pytest.raises(TorchCheckpointError, match="getcwd"):
+        load_torch_checkpoint(str(legacy))
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint at all")
     with pytest.raises(TorchCheckpointError, match="neither a zip nor a legacy torch checkpoint"):

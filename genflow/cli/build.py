@@ -42,6 +42,16 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
     _choice("process.name", exp.process.name, PROCESSES)
     _choice("data.name", exp.data.name, ("digits", "gmm", "folder", *TOY_SETS, *TFDS_SETS))
     _choice("net.name", exp.net.name, ("mlp", "unet"))
+    from genflow.models.unet import ENCODERS, TIME_EMBEDDINGS, VARIANTS
+
+    _choice("net.time_embedding", exp.net.time_embedding, TIME_EMBEDDINGS)
+    _choice("net.encoder", exp.net.encoder, ENCODERS)
+    _choice("net.variant", exp.net.variant, VARIANTS)
+    taps = exp.net.resample_filter
+    if exp.net.noise_mult <= 0 or not taps or len(taps) % 2 or min(taps) <= 0:
+        raise ConfigError(f"net.noise_mult must be positive and net.resample_filter an even number of positive taps "
+                          f"such as 1,1 or 1,3,3,1; got "
+                          f"{exp.net.noise_mult} and {exp.net.resample_filter}.")
     _choice("predicts", exp.predicts, PREDICTIONS)
     _choice("objective", exp.objective, OBJECTIVES)
     _choice("weighting", exp.weighting, WEIGHTINGS)
@@ -282,7 +292,10 @@ def build_net(cfg: C.Net, shape: tuple[int, ...], dtype: str, seed: int):
     # Built under one nnx.jit: eager construction compiles every initialiser separately.
     return nnx.jit(lambda: UNet(shape, channels=cfg.channels, channel_mult=cfg.channel_mult,
                                 num_res_blocks=cfg.num_res_blocks, attn_resolutions=cfg.attn_resolutions,
-                                dropout=cfg.dropout, num_classes=labels, dtype=DTYPES[dtype],
+                                dropout=cfg.dropout, num_classes=labels, time_embedding=cfg.time_embedding,
+                                noise_mult=cfg.noise_mult, resample_filter=cfg.resample_filter, encoder=cfg.encoder,
+                                variant=cfg.variant,
+                                dtype=DTYPES[dtype],
                                 rngs=nnx.Rngs(params=seed, dropout=seed + 1)))()
 
 

@@ -1,4 +1,4 @@
-"""The ``genflow`` command: train, sample, ema, config, ..."""
+"""The ``genflow`` command: train, sample, evaluate, ema, import, config."""
 from __future__ import annotations
 
 import argparse
@@ -173,6 +173,11 @@ def _parser() -> argparse.ArgumentParser:
     fs.add_argument("--batch-size", type=int, default=200)
     fs.add_argument("--weights", default=None)
 
+    ie = sub.add_parser("import-edm", help="an EDM snapshot (NVlabs/edm .pkl) as a run directory, read without torch "
+                        "and without running its embedded code")
+    ie.add_argument("pickle", metavar="FILE.pkl", help="e.g. edm-cifar10-32x32-uncond-vp.pkl")
+    ie.add_argument("--workdir", required=True, help="the run directory to write (new or empty)")
+
     c = sub.add_parser("config", help="print an experiment's config keys and values")
     c.add_argument("experiment", nargs="?")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -243,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             fid_command(args.run_dir, args.ref, args.num, args.batch_size, args.seed, args.weights,
                         overrides=named + args.set, ema=args.ema)
             return 0
+        if args.command == "import-edm":
+            from genflow.cli.import_edm import import_edm_command
+
+            return import_edm_command(args.pickle, args.workdir)
         if args.command == "fid-stats":
             from genflow.cli.fid import fid_stats_command
 

@@ -73,8 +73,8 @@ class _Storage:
         self.array: np.ndarray | None = None
 
 
-def _rebuild_tensor(storage: _Storage, offset: int, size, stride, *_ignored) -> "_LazyTensor":
-    return _LazyTensor(storage, int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
+def _rebuild_tensor(storage: _Storage, offset: int, size, stride, *_ignored) -> "LazyTensor":
+    return LazyTensor(storage, int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
 
 
 def _rebuild_parameter(data, *_ignored):
@@ -85,7 +85,7 @@ def _rebuild_from_type_v2(func, _new_type, args, _state):
     return func(*args)
 
 
-class _LazyTensor:
+class LazyTensor:
     """A tensor whose storage may not be read yet (legacy files put the data after the pickle)."""
 
     def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple):
@@ -112,7 +112,8 @@ class _Placeholder:
     """``torch.Tensor`` / ``torch.nn.Parameter`` named as a type in ``_rebuild_from_type_v2``."""
 
 
-_ALLOWED = {
+# The globals a tensor pickle needs, each mapped to a constructor of this module's own.
+TENSOR_GLOBALS = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
@@ -123,7 +124,13 @@ _ALLOWED = {
 }
 
 
-class _Unpickler(pickle.Unpickler):
+class TensorUnpickler(pickle.Unpickler):
+    """An unpickler whose ``find_class`` answers only ``allowed`` (module, name) pairs and torch's
+    storage types; any other global goes to ``refuse``, which raises. Subclasses widen ``allowed``
+    for other torch-saved formats (``genflow.pretrained.edm_pickle``)."""
+
+    allowed: dict[tuple[str, str], Any] = TENSOR_GLOBALS
+
     def __init__(self, file: BinaryIO, storages: dict[str, _Storage]):
         super().__init__(file, encoding="utf-8")
         self.storages = storages
@@ -131,8 +138,11 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name)
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
+        if (module, name) in self.allowed:
+            return self.allowed[(module, name)]
+        self.refuse(module, name)
+
+    def refuse(self, module: str, name: str):
         raise TorchCheckpointError(f"the checkpoint refers to {module}.{name}, which this torch-free reader does "
                                    "not load; it reads state dicts of tensors only")
 
@@ -155,8 +165,24 @@ class _Unpickler(pickle.Unpickler):
         return storage
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """For the header and key-list pickles of a legacy file: plain values only, no global at all
+    (a plain ``pickle.load`` there would let the file run code before the magic number is checked)."""
+
+    def find_class(self, module: str, name: str):
+        raise TorchCheckpointError(f"the checkpoint's header refers to {module}.{name}; a torch header holds plain "
+                                   "values only, so the file is not a torch checkpoint")
+
+    def persistent_load(self, pid):
+        raise TorchCheckpointError("the checkpoint's header holds a persistent id; it is not a torch checkpoint")
+
+
+def _plain_load(f: BinaryIO) -> Any:
+    return _PlainUnpickler(f, encoding="utf-8").load()
+
+
 def _materialize(obj: Any) -> Any:
-    if isinstance(obj, _LazyTensor):
+    if isinstance(obj, LazyTensor):
         return obj.materialize()
     if isinstance(obj, collections.OrderedDict):
         return collections.OrderedDict((k, _materialize(v)) for k, v in obj.items())
@@ -181,7 +207,7 @@ def _load_zip(path: str) -> Any:
         if f"{archive}/byteorder" in names:
             order = z.read(f"{archive}/byteorder").decode().strip()
         storages: dict[str, _Storage] = {}
-        obj = _Unpickler(io.BytesIO(z.read(pkl[0])), storages).load()
+        obj = TensorUnpickler(io.BytesIO(z.read(pkl[0])), storages).load()
         for key, st in storages.items():
             raw = z.read(f"{archive}/data/{key}")
             dtype = st.dtype.newbyteorder("<" if order == "little" else ">")
@@ -193,28 +219,36 @@ def _load_zip(path: str) -> Any:
 
 def _load_legacy(path: str) -> Any:
     with open(path, "rb") as f:
-        try:
-            magic = pickle.load(f)
-        except Exception:
-            magic = None
-        if magic != _LEGACY_MAGIC:
-            raise TorchCheckpointError(f"{path} is neither a zip nor a legacy torch checkpoint (bad magic number)")
-        protocol = pickle.load(f)
-        if protocol != _LEGACY_PROTOCOL:
-            raise TorchCheckpointError(f"{path}: unsupported legacy torch protocol version {protocol}")
-        sys_info = pickle.load(f)
-        little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
-        storages: dict[str, _Storage] = {}
-        obj = _Unpickler(f, storages).load()
-        keys = pickle.load(f)
-        for key in keys:
-            st = storages[str(key)]
-            (numel,) = struct.unpack("<q" if little else ">q", f.read(8))
-            dtype = st.dtype.newbyteorder("<" if little else ">")
-            raw = f.read(numel * dtype.itemsize)
-            if len(raw) != numel * dtype.itemsize:
-                raise TorchCheckpointError(f"{path} ends inside storage {key}; the file is truncated")
-            st.array = np.frombuffer(raw, dtype=dtype).astype(st.dtype.newbyteorder("="))
+        return load_legacy_stream(f, path)
+
+
+def load_legacy_stream(f: BinaryIO, name: str) -> Any:
+    """The object of a legacy-format ``torch.save`` stream, its tensors as numpy arrays (a storage
+    saved on its own comes back as a storage whose ``array`` is filled). ``name`` is for messages."""
+    try:
+        magic = _plain_load(f)
+    except TorchCheckpointError:  # a global in the header: say which, not "bad magic number"
+        raise
+    except Exception:
+        magic = None
+    if magic != _LEGACY_MAGIC:
+        raise TorchCheckpointError(f"{name} is neither a zip nor a legacy torch checkpoint (bad magic number)")
+    protocol = _plain_load(f)
+    if protocol != _LEGACY_PROTOCOL:
+        raise TorchCheckpointError(f"{name}: unsupported legacy torch protocol version {protocol}")
+    sys_info = _plain_load(f)
+    little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
+    storages: dict[str, _Storage] = {}
+    obj = TensorUnpickler(f, storages).load()
+    keys = _plain_load(f)
+    for key in keys:
+        st = storages[str(key)]
+        (numel,) = struct.unpack("<q" if little else ">q", f.read(8))
+        dtype = st.dtype.newbyteorder("<" if little else ">")
+        raw = f.read(numel * dtype.itemsize)
+        if len(raw) != numel * dtype.itemsize:
+            raise TorchCheckpointError(f"{name} ends inside storage {key}; the file is truncated")
+        st.array = np.frombuffer(raw, dtype=dtype).astype(st.dtype.newbyteorder("="))
     return _materialize(obj)
 
 
