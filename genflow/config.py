@@ -91,6 +91,8 @@ class Train:
     max_skipped: int = 100          # stop after this many consecutive non-finite steps (0: never stop)
     ema_sigma_rels: tuple[float, ...] = (0.05, 0.10)  # power-function EMAs tracked for post-hoc EMA (EDM2); () for none
     ema_snapshot_every: int | None = None  # steps between their snapshots in RUN/ema_snapshots (None: train.ckpt_every)
+    mesh: tuple[int, ...] = (-1, 1)  # device mesh (data, fsdp); -1: all devices left. (1, 8): parameters sharded 8 ways
+    microbatches: int = 1           # gradient accumulation: each step's batch in this many sequential pieces
 
 
 @dataclass(frozen=True)

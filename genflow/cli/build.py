@@ -61,6 +61,12 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
     _choice("sample.sampler", exp.sample.sampler, registry.names())
     _choice("sample.grid", exp.sample.grid, GRIDS)
     _check_parallel(exp.sample)
+    if len(exp.train.mesh) != 2:
+        raise ConfigError(f"train.mesh is the device mesh (data, fsdp), two sizes such as -1,1 or 2,4; "
+                          f"got {exp.train.mesh}.")
+    if exp.train.microbatches < 1 or exp.train.batch_size % exp.train.microbatches:
+        raise ConfigError(f"train.microbatches must be a positive divisor of train.batch_size "
+                          f"({exp.train.batch_size}), got {exp.train.microbatches}.")
     for key, value in [("train.batch_size", exp.train.batch_size), ("train.steps", exp.train.steps),
                        ("train.log_every", exp.train.log_every), ("train.ckpt_every", exp.train.ckpt_every),
                        ("sample.steps", exp.sample.steps), ("sample.num", exp.sample.num)]:

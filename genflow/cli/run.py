@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from genflow import config as C
@@ -28,6 +29,8 @@ from genflow.samplers import registry
 from genflow.plotting import loss_curve, save_samples
 from genflow.progress import progress_bar
 from genflow.training.checkpoint import CorruptCheckpoint
+from genflow.data.pipeline import data_sharding
+from genflow.placement import AXES, Placement
 from genflow.training import (Checkpointer, ema_snapshots, init_state, make_mesh, make_train_step, metrics_file,
                               train_loop)
 from genflow.training.tensorboard import SummaryWriter
@@ -43,7 +46,11 @@ class Parts:
     eval_spec: ModelSpec            # the same network for sampling (dropout off)
     tx: Any
     state: Any
-    mesh: Any
+    placement: Placement
+
+    @property
+    def mesh(self):
+        return self.placement.mesh
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -77,17 +84,33 @@ def _check_data_labels(exp: C.Experiment, data: build.DataBundle) -> None:
                           f"data {exp.data.name!r}; set net.num_classes={data.num_classes}.")
 
 
+def build_placement(exp: C.Experiment) -> Placement:
+    """The run's mesh and shardings from ``train.mesh`` (data, fsdp); one sentence if it does not fit."""
+    try:
+        return Placement.create(dict(zip(AXES, exp.train.mesh)))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def build_parts(exp: C.Experiment, position: int = 0) -> Parts:
     build.validate(exp)
-    mesh = make_mesh()
+    placement = build_placement(exp)
     process = build.build_process(exp.process)
-    data = build.build_data(exp.data, exp.train.batch_size, exp.train.seed, mesh, position)
+    data = build.build_data(exp.data, exp.train.batch_size, exp.train.seed, placement.mesh, position)
     _check_data_labels(exp, data)
-    net = build.build_net(exp.net, data.shape, exp.train.dtype, exp.train.seed)
+    make_net = lambda: build.build_net(exp.net, data.shape, exp.train.dtype, exp.train.seed)  # noqa: E731
+    if placement.fsdp > 1:
+        # the network's initial state is computed by one program whose outputs are born sharded
+        graphdef, abstract = nnx.split(nnx.eval_shape(make_net))
+        net = nnx.merge(graphdef, jax.jit(lambda: nnx.split(make_net())[1],
+                                          out_shardings=placement.shardings(abstract))())
+    else:
+        net = make_net()
     spec, eval_spec, params = train_and_eval_specs(net, process, build.build_parameterization(exp))
     tx = build.build_optimizer(exp.optim)
-    state = jax.device_put(init_state(params, tx, exp.train.seed, exp.train.ema_sigma_rels), NamedSharding(mesh, P()))
-    return Parts(exp, process, data, spec, eval_spec, tx, state, mesh)
+    rels = exp.train.ema_sigma_rels
+    state = placement.init(lambda p: init_state(p, tx, exp.train.seed, rels), params)
+    return Parts(exp, process, data, spec, eval_spec, tx, state, placement)
 
 
 def sample_labels(num_classes: int | None, labels: str | list[int] | None, num: int, seed: int = 0,
@@ -131,7 +154,7 @@ def make_generator(spec: ModelSpec, shape: tuple[int, ...], sample_cfg: C.Sample
     split = num % mesh.size == 0  # shard the batch over devices when it divides evenly
     # a parallel-in-time solve stacks its window's steps into the batch: that batch is what is split
     window = sample_cfg.window or sample_cfg.steps
-    window_sharding = NamedSharding(mesh, P("data")) if (window * num) % mesh.size == 0 else None
+    window_sharding = data_sharding(mesh) if (window * num) % mesh.size == 0 else None
     sampler = build.build_sampler(sample_cfg, spec.process, sharding=window_sharding)
     shape = (num,) + tuple(shape)
     interval = tuple(sample_cfg.guidance_interval) or None
@@ -145,7 +168,7 @@ def make_generator(spec: ModelSpec, shape: tuple[int, ...], sample_cfg: C.Sample
             model = Guided(model, w, guide=None if guide is None else guide.model(guide_params), interval=interval)
         x1 = spec.process.prior(k1, shape)
         if split:
-            x1 = jax.lax.with_sharding_constraint(x1, NamedSharding(mesh, P("data")))
+            x1 = jax.lax.with_sharding_constraint(x1, data_sharding(mesh))
         x, stats = sampler(model, x1, k2, labels)
         return (x, stats) if with_nfe else x
 
@@ -374,7 +397,8 @@ def _train(exp: C.Experiment, workdir: str, resume: bool, progress: bool) -> dic
     step_fn = make_train_step(parts.spec, build.build_objective(exp, parts.process), parts.tx,
                               ema_decay=exp.optim.ema_decay,
                               p_uncond=exp.train.p_uncond if exp.net.num_classes is not None else 0.0,
-                              mesh=parts.mesh, ema_sigma_rels=exp.train.ema_sigma_rels)
+                              mesh=parts.placement, ema_sigma_rels=exp.train.ema_sigma_rels,
+                              microbatches=exp.train.microbatches)
     generate = make_generator(parts.eval_spec, parts.shape, exp.sample, exp.sample.num, parts.mesh)
     grid_labels = _grid_labels(exp, exp.sample.num)
     reference = parts.data.reference

@@ -23,8 +23,8 @@ Fetch = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over the mesh's ``data`` axis."""
-    return NamedSharding(mesh, P("data"))
+    """Leading (batch) axis split over every axis of the mesh (``Placement.batch()``: data and fsdp)."""
+    return NamedSharding(mesh, P(tuple(mesh.axis_names)))
 
 
 def put_global(batch: np.ndarray, sharding: NamedSharding) -> jax.Array:

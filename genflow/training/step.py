@@ -8,11 +8,12 @@ import numpy as np
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from genflow.models.conditioning import drop_labels
 from genflow.models.model import Model
 from genflow.models.spec import ModelSpec
+from genflow.placement import AXES, Placement
 from genflow.training import posthoc_ema
 from genflow.training.state import TrainState
 
@@ -21,9 +22,18 @@ Objective = Callable  # (model, x0, key, *, cond=None, **batch fields) -> (loss,
 
 
 def make_mesh(devices=None) -> Mesh:
-    """A 1-D mesh over all devices (every process's, in a multi-host run) with axis ``data``."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices).reshape(-1), ("data",))
+    """The data-parallel mesh over all devices (every process's, in a multi-host run): axes
+    (data, fsdp) with fsdp = 1 (``genflow.placement.Placement`` builds the others)."""
+    return Placement.create({"data": -1, "fsdp": 1}, devices).mesh
+
+
+def as_placement(mesh: "Mesh | Placement") -> Placement:
+    """A Placement for a mesh given the old way (1-D ``data``) or a Placement itself."""
+    if isinstance(mesh, Placement):
+        return mesh
+    if tuple(mesh.axis_names) == AXES:
+        return Placement(mesh)
+    return Placement(Mesh(np.asarray(mesh.devices).reshape(-1, 1), AXES))
 
 
 def has_dropout_stream(rest: nnx.State) -> bool:
@@ -32,7 +42,8 @@ def has_dropout_stream(rest: nnx.State) -> bool:
 
 
 def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTransformation, *, ema_decay: float,
-                    p_uncond: float = 0.0, mesh: Mesh | None = None, ema_sigma_rels: tuple[float, ...] = ()):
+                    p_uncond: float = 0.0, mesh: "Mesh | Placement | None" = None,
+                    ema_sigma_rels: tuple[float, ...] = (), microbatches: int = 1):
     """``train_step(state, batch) -> (state, metrics)``, jitted with the state donated.
 
     ``batch`` is a mapping with ``"x0"`` (B, ...) and optionally ``"cond"`` (B,) integer labels
@@ -41,8 +52,12 @@ def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTra
     For a class-conditional network (``spec.null_label`` set) each label is replaced by the null
     label with probability ``p_uncond`` inside the step (label dropout, from the step's key).
 
-    The state is replicated and the batch split over the mesh's ``data`` axis; XLA inserts
-    the gradient all-reduce. A step whose loss, gradient norm or update is not finite keeps the old
+    ``mesh`` (a ``Placement``, or a plain mesh: data parallel) places the state by the placement's
+    rule (replicated, or FSDP-sharded parameters, EMAs and optimizer moments) and splits the batch
+    over every device; XLA inserts the gathers, the gradient all-reduce or reduce-scatter.
+    ``microbatches = k`` accumulates the gradient over k pieces of the batch inside the one step
+    (piece i holds examples i, i + k, ..., so each piece still spans every device; its randomness
+    is ``fold_in(key, i)``): the step's memory is that of B / k examples. A step whose loss, gradient norm or update is not finite keeps the old
     params, optimizer state and EMA (``metrics['skipped']`` = 1) but still advances ``step``
     so the RNG and data stream stay aligned with an uninterrupted run.
 
@@ -69,12 +84,30 @@ def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTra
         model = Model(net, spec.process, spec.parameterization)
         return objective(model, batch["x0"], k_obj, **extras)
 
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def loss_and_grad(params, batch, key):
+        if microbatches == 1:
+            return value_and_grad(params, batch, key)
+        k = microbatches
+        pieces = jax.tree.map(lambda v: v.reshape((v.shape[0] // k, k) + v.shape[1:]).swapaxes(0, 1), batch)
+
+        def body(acc, inputs):
+            i, piece = inputs
+            out = value_and_grad(params, piece, jax.random.fold_in(key, i))
+            return jax.tree.map(jnp.add, acc, out), None
+
+        shapes = jax.eval_shape(value_and_grad, params, jax.tree.map(lambda v: v[0], pieces), key)
+        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+        total, _ = jax.lax.scan(body, zeros, (jnp.arange(k), pieces))
+        return jax.tree.map(lambda v: v / k, total)        # means of equal pieces: the batch's mean
+
     def train_step(state: TrainState, batch):
         if len(state.phema) != len(gammas):   # at trace time: a state built for other profiles
             raise ValueError(f"the state tracks {len(state.phema)} power-function EMAs but the step was built for "
                              f"{len(gammas)} (ema_sigma_rels={tuple(ema_sigma_rels)}); build both from the same values.")
         key = jax.random.fold_in(state.key, state.step)
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, dict(batch), key)
+        (loss, metrics), grads = loss_and_grad(state.params, dict(batch), key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema, params)
@@ -90,8 +123,24 @@ def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTra
         metrics = dict(metrics, grad_norm=grad_norm, skipped=(~ok).astype(jnp.int32))
         return new_state, metrics
 
+    if microbatches < 1:
+        raise ValueError(f"microbatches must be a positive integer, got {microbatches}.")
     if mesh is None:
         return jax.jit(train_step, donate_argnums=0)
-    replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    return jax.jit(train_step, donate_argnums=0, in_shardings=(replicated, split),
-                   out_shardings=(replicated, replicated))
+    placement = as_placement(mesh)
+    compiled: dict = {}
+
+    def jitted(state: TrainState):
+        # the state's shardings follow from its shapes (the placement's rule): built at the first call
+        if "fn" not in compiled:
+            shardings = placement.shardings(state)
+            compiled["fn"] = jax.jit(train_step, donate_argnums=0, in_shardings=(shardings, placement.batch()),
+                                     out_shardings=(shardings, placement.replicated()))
+        return compiled["fn"]
+
+    def step(state: TrainState, batch):
+        return jitted(state)(state, batch)
+
+    step.lower = lambda state, batch: jitted(state).lower(state, batch)
+    step.placement = placement
+    return step
