@@ -11,7 +11,7 @@ from genflow.objectives import (denoising_score_matching, exact_score_matching, 
 from genflow.processes import DDPM, EDM, VE, VP, AbstractProcess, RectifiedFlow, SubVP
 from genflow.samplers import (SAMPLERS, ancestral, bits_per_dim, ddim, dpm_solver_pp_2m, edm_euler, edm_heun,
                               euler_maruyama, euler_ode, log_likelihood, ode_sample, predictor_corrector, sde_sample)
-from genflow.training import TrainState, make_optimizer, make_train_step, tiger
+from genflow.training import TrainState, make_optimizer, make_train_step, tiger, tiger_rms
 
 __version__ = "0.1.0"
 
@@ -20,4 +20,4 @@ __all__ = ["data", "gan", "metrics", "models", "objectives", "processes", "reflo
            "implicit_score_matching", "sliced_score_matching", "sliced_score_matching_vr", "AbstractProcess",
            "VP", "SubVP", "VE", "EDM", "RectifiedFlow", "DDPM", "euler_ode", "euler_maruyama", "ancestral", "ddim",
            "predictor_corrector", "ode_sample", "sde_sample", "edm_heun", "dpm_solver_pp_2m", "log_likelihood",
-           "bits_per_dim", "TrainState", "make_optimizer", "make_train_step", "tiger"]
+           "bits_per_dim", "TrainState", "make_optimizer", "make_train_step", "tiger", "tiger_rms"]

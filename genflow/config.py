@@ -61,7 +61,7 @@ class Net:
 
 @dataclass(frozen=True)
 class Optim:
-    name: str = "adam"              # adam | adamw | lion | tiger
+    name: str = "adam"              # adam | adamw | lion | tiger | tiger_rms (Tiger as its article proposes it)
     lr: float = 1e-3
     b1: float = 0.9
     b2: float = 0.999
@@ -69,6 +69,7 @@ class Optim:
     warmup_steps: int = 100
     grad_clip: float | None = 1.0
     ema_decay: float = 0.999
+    rms_floor: float = 1e-3         # tiger_rms: a tensor's learning rate is lr * max(RMS(theta), rms_floor)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from genflow.objectives import denoising_score_matching, flow_matching, lognorma
 from genflow.processes import DDPM, EDM, VE, VP, RectifiedFlow, SubVP
 from genflow.samplers import grids, registry
 from genflow.samplers.registry import SamplerInfo
+from genflow.training.optim import OPTIMIZERS
 
 PROCESSES = {"vp": VP, "subvp": SubVP, "ve": VE, "edm": EDM, "rectified_flow": RectifiedFlow, "ddpm": DDPM}
 OBJECTIVES = ("dsm", "flow_matching")
@@ -46,7 +47,7 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
     _choice("objective", exp.objective, OBJECTIVES)
     _choice("weighting", exp.weighting, WEIGHTINGS)
     _choice("time_sampling", exp.time_sampling, TIME_SAMPLING)
-    _choice("optim.name", exp.optim.name, ("adam", "adamw", "lion", "tiger"))
+    _choice("optim.name", exp.optim.name, OPTIMIZERS)
     _choice("train.dtype", exp.train.dtype, DTYPES)
     _choice("sample.sampler", exp.sample.sampler, registry.names())
     _choice("sample.grid", exp.sample.grid, GRIDS)
@@ -80,6 +81,8 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
             raise ConfigError(f"{key} must be positive{hint}, got {value}.")
     if not exp.net.channel_mult or min(exp.net.channel_mult) <= 0:
         raise ConfigError(f"net.channel_mult must be positive multipliers, e.g. 2,2,2; got {exp.net.channel_mult}.")
+    if exp.optim.rms_floor < 0:
+        raise ConfigError(f"optim.rms_floor must be zero or positive, got {exp.optim.rms_floor}.")
     if not 0.0 <= exp.net.dropout < 1.0:
         raise ConfigError(f"net.dropout must be in [0, 1), got {exp.net.dropout}.")
     if exp.data.name == "folder" and (exp.data.image_size <= 0 or exp.data.channels not in (1, 3)):
@@ -269,7 +272,7 @@ def build_optimizer(o: C.Optim, lr: float | None = None):
     from genflow.training import make_optimizer
 
     return make_optimizer(o.name, o.lr if lr is None else lr, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
-                          warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
+                          warmup_steps=o.warmup_steps, grad_clip=o.grad_clip, rms_floor=o.rms_floor)
 
 
 def build_parameterization(exp: C.Experiment) -> Parameterization:

@@ -1,9 +1,9 @@
 """TrainState, the jitted sharded train step, optimizers, checkpoints and the loop."""
 from genflow.training.checkpoint import Checkpointer
 from genflow.training.loop import train_loop
-from genflow.training.optim import make_optimizer, scale_by_tiger, tiger
+from genflow.training.optim import make_optimizer, scale_by_tiger, tiger, tiger_rms
 from genflow.training.state import TrainState, init_state, split_net
 from genflow.training.step import make_mesh, make_train_step
 
-__all__ = ["Checkpointer", "train_loop", "make_optimizer", "scale_by_tiger", "tiger", "TrainState",
+__all__ = ["Checkpointer", "train_loop", "make_optimizer", "scale_by_tiger", "tiger", "tiger_rms", "TrainState",
            "init_state", "split_net", "make_mesh", "make_train_step"]
