@@ -47,9 +47,9 @@ class Process:
 
 @dataclass(frozen=True)
 class Net:
-    name: str = "mlp"               # mlp | unet
-    width: int = 512                # mlp
-    depth: int = 3                  # mlp
+    name: str = "mlp"               # mlp | unet | dit
+    width: int = 512                # mlp; dit: hidden size
+    depth: int = 3                  # mlp; dit: number of blocks
     emb_dim: int = 128
     channels: int = 128             # unet
     channel_mult: tuple[int, ...] = (2, 2, 2)
@@ -57,6 +57,12 @@ class Net:
     attn_resolutions: tuple[int, ...] = (16,)
     dropout: float = 0.0
     num_classes: int | None = None
+    dit: str | None = None          # dit: a size of DiT's Table 1 (S/2, B/2, L/2, XL/2, also /4, /8), setting
+                                    # width, depth, heads and patch; None: those four keys as given
+    heads: int = 6                  # dit: attention heads (width divisible by heads)
+    patch: int = 2                  # dit: patch size (image sides divisible by it)
+    scan: bool = False              # dit: stacked blocks run by nnx.scan (compile time flat in depth)
+    remat: bool = False             # dit: recompute each block's activations in the backward pass
 
 
 @dataclass(frozen=True)
