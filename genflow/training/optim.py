@@ -124,7 +124,9 @@ def make_optimizer(name: str, lr: float, *, b1: float = 0.9, b2: float = 0.999, 
 
     For Tiger, ``b1`` is its single beta. Lion and Tiger want a learning rate 3-10x smaller
     than Adam's (Chen et al. 2023). ``tiger_rms`` (``tiger_rms``) takes lr relative to each
-    tensor's RMS (the reference uses 1.76e-3) and ``rms_floor``.
+    tensor's RMS (the reference uses 1.76e-3) and ``rms_floor``; with ``grad_clip`` one non-finite
+    gradient makes the global norm, hence every clipped tensor, non-finite, so all of them take
+    Tiger's shrink (the reference does not clip).
     """
     schedule = optax.linear_schedule(0.0, lr, warmup_steps) if warmup_steps > 0 else lr
     if warmup_steps > 0:
