@@ -47,9 +47,9 @@ class Process:
 
 @dataclass(frozen=True)
 class Net:
-    name: str = "mlp"               # mlp | unet
-    width: int = 512                # mlp
-    depth: int = 3                  # mlp
+    name: str = "mlp"               # mlp | unet | dit
+    width: int = 512                # mlp; dit: hidden size
+    depth: int = 3                  # mlp; dit: number of blocks
     emb_dim: int = 128
     channels: int = 128             # unet
     channel_mult: tuple[int, ...] = (2, 2, 2)
@@ -63,11 +63,17 @@ class Net:
     resample_filter: tuple[int, ...] = (1, 1)  # unet: FIR taps of up/downsampling ((1, 3, 3, 1): NCSN++)
     encoder: str = "standard"           # unet: standard | residual (NCSN++'s extra downsampled input path)
     variant: str = "ddpmpp"             # unet: ddpmpp (also NCSN++) | adm (EDM's DhariwalUNet blocks and mapping)
+    dit: str | None = None          # dit: a size of DiT's Table 1 (S/2, B/2, L/2, XL/2, also /4, /8), setting
+                                    # width, depth, heads and patch; None: those four keys as given
+    heads: int = 6                  # dit: attention heads (width divisible by heads)
+    patch: int = 2                  # dit: patch size (image sides divisible by it)
+    scan: bool = False              # dit: stacked blocks run by nnx.scan (compile time flat in depth)
+    remat: bool = False             # dit: recompute each block's activations in the backward pass
 
 
 @dataclass(frozen=True)
 class Optim:
-    name: str = "adam"              # adam | adamw | lion | tiger
+    name: str = "adam"              # adam | adamw | lion | tiger | tiger_rms (Tiger as its article proposes it)
     lr: float = 1e-3
     b1: float = 0.9
     b2: float = 0.999
@@ -75,6 +81,7 @@ class Optim:
     warmup_steps: int = 100
     grad_clip: float | None = 1.0
     ema_decay: float = 0.999
+    rms_floor: float = 1e-3         # tiger_rms: a tensor's learning rate is lr * max(RMS(theta), rms_floor)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from genflow.training.loop import TrainingDiverged
     ("optim.b1=1.0", "optim.b1 must be in [0, 1), got 1.0."),
     ("optim.b2=-0.1", "optim.b2 must be in [0, 1), got -0.1."),
     ("optim.warmup_steps=-5", "optim.warmup_steps must be zero or positive, got -5."),
+    ("optim.rms_floor=-1", "optim.rms_floor must be zero or positive, got -1.0."),
+    ("optim.name=tigr", "optim.name 'tigr' is not one of adam, adamw, lion, tiger, tiger_rms."),
     ("process.beta_min=-1", "process.beta_min must be zero or positive, got -1.0."),
     ("process.t_min=1.5", "process.t_min must be in [0, 1), got 1.5."),
     ("train.sample_every=-1", "train.sample_every must be zero or positive, got -1."),

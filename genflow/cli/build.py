@@ -21,6 +21,7 @@ from genflow.objectives import denoising_score_matching, flow_matching, lognorma
 from genflow.processes import DDPM, EDM, VE, VP, RectifiedFlow, SubVP
 from genflow.samplers import grids, registry
 from genflow.samplers.registry import SamplerInfo
+from genflow.training.optim import OPTIMIZERS
 
 PROCESSES = {"vp": VP, "subvp": SubVP, "ve": VE, "edm": EDM, "rectified_flow": RectifiedFlow, "ddpm": DDPM}
 OBJECTIVES = ("dsm", "flow_matching")
@@ -41,7 +42,7 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
     directory of an autoguidance model, which lets an unconditional run be guided)."""
     _choice("process.name", exp.process.name, PROCESSES)
     _choice("data.name", exp.data.name, ("digits", "gmm", "folder", *TOY_SETS, *TFDS_SETS))
-    _choice("net.name", exp.net.name, ("mlp", "unet"))
+    _choice("net.name", exp.net.name, ("mlp", "unet", "dit"))
     from genflow.models.unet import ENCODERS, TIME_EMBEDDINGS, VARIANTS
 
     _choice("net.time_embedding", exp.net.time_embedding, TIME_EMBEDDINGS)
@@ -56,7 +57,7 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
     _choice("objective", exp.objective, OBJECTIVES)
     _choice("weighting", exp.weighting, WEIGHTINGS)
     _choice("time_sampling", exp.time_sampling, TIME_SAMPLING)
-    _choice("optim.name", exp.optim.name, ("adam", "adamw", "lion", "tiger"))
+    _choice("optim.name", exp.optim.name, OPTIMIZERS)
     _choice("train.dtype", exp.train.dtype, DTYPES)
     _choice("sample.sampler", exp.sample.sampler, registry.names())
     _choice("sample.grid", exp.sample.grid, GRIDS)
@@ -92,12 +93,17 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
             raise ConfigError(f"{key} must be zero or positive, got {value}.")
     for key, value in [("train.keep", exp.train.keep), ("net.width", exp.net.width), ("net.depth", exp.net.depth),
                        ("net.emb_dim", exp.net.emb_dim), ("net.channels", exp.net.channels),
-                       ("net.num_res_blocks", exp.net.num_res_blocks)]:
+                       ("net.num_res_blocks", exp.net.num_res_blocks), ("net.heads", exp.net.heads),
+                       ("net.patch", exp.net.patch)]:
         if value <= 0:
             hint = " (the number of checkpoints kept; 0 would delete them all)" if key == "train.keep" else ""
             raise ConfigError(f"{key} must be positive{hint}, got {value}.")
     if not exp.net.channel_mult or min(exp.net.channel_mult) <= 0:
         raise ConfigError(f"net.channel_mult must be positive multipliers, e.g. 2,2,2; got {exp.net.channel_mult}.")
+    if exp.net.name == "dit":
+        _check_dit(exp.net, data_shape(exp.data))
+    if exp.optim.rms_floor < 0:
+        raise ConfigError(f"optim.rms_floor must be zero or positive, got {exp.optim.rms_floor}.")
     if not 0.0 <= exp.net.dropout < 1.0:
         raise ConfigError(f"net.dropout must be in [0, 1), got {exp.net.dropout}.")
     if exp.data.name == "folder" and (exp.data.image_size <= 0 or exp.data.channels not in (1, 3)):
@@ -147,6 +153,33 @@ def _check_posthoc_ema(train: C.Train) -> None:
     if train.ema_snapshot_every is not None and train.ema_snapshot_every <= 0:
         raise ConfigError(f"train.ema_snapshot_every must be positive (or None for every train.ckpt_every steps), "
                           f"got {train.ema_snapshot_every}.")
+
+
+def dit_size(cfg: C.Net):
+    """The DiT size a config names: net.dit's row of DiT's Table 1, else net.width/depth/heads/patch."""
+    from genflow.models.dit import DIT_SIZES, DiTSize
+
+    if cfg.dit is not None:
+        _choice("net.dit", cfg.dit, DIT_SIZES)
+        return DIT_SIZES[cfg.dit]
+    return DiTSize(cfg.width, cfg.depth, cfg.heads, cfg.patch)
+
+
+def _check_dit(cfg: C.Net, shape: tuple[int, ...]) -> None:
+    """A DiT needs image data whose sides its patch divides, and a width that its heads and the 2-D
+    position embedding divide."""
+    size = dit_size(cfg)
+    if len(shape) != 3:
+        raise ConfigError(f"net.name 'dit' needs image data (H, W, C), but this data set has shape {shape}; "
+                          "use net.name=mlp.")
+    if shape[0] % size.patch or shape[1] % size.patch:
+        raise ConfigError(f"the {shape[0]}x{shape[1]} images do not split into {size.patch}x{size.patch} patches; "
+                          f"use a net.patch that divides {math.gcd(shape[0], shape[1])}.")
+    if size.hidden % size.heads:
+        raise ConfigError(f"net.width {size.hidden} does not split over net.heads {size.heads}; use a width that is "
+                          f"a multiple of {size.heads}.")
+    if size.hidden % 4:
+        raise ConfigError(f"net.width {size.hidden} must be a multiple of 4 for DiT's 2-D sin-cos position embedding.")
 
 
 def _check_process_values(cfg: C.Process) -> None:
@@ -290,6 +323,14 @@ def build_net(cfg: C.Net, shape: tuple[int, ...], dtype: str, seed: int):
     if cfg.name == "mlp":
         return MLP(shape, width=cfg.width, depth=cfg.depth, emb_dim=cfg.emb_dim, num_classes=labels,
                    dtype=DTYPES[dtype], rngs=rngs)
+    if cfg.name == "dit":
+        from genflow.models.dit import DiT
+
+        _check_dit(cfg, shape)
+        size = dit_size(cfg)
+        return nnx.jit(lambda: DiT(shape, hidden=size.hidden, depth=size.depth, heads=size.heads, patch=size.patch,
+                                   num_classes=labels, scan=cfg.scan, remat=cfg.remat, dtype=DTYPES[dtype],
+                                   rngs=nnx.Rngs(params=seed)))()
     from genflow.models.unet import UNet
 
     if len(shape) != 3:
@@ -310,7 +351,7 @@ def build_optimizer(o: C.Optim, lr: float | None = None):
     from genflow.training import make_optimizer
 
     return make_optimizer(o.name, o.lr if lr is None else lr, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
-                          warmup_steps=o.warmup_steps, grad_clip=o.grad_clip)
+                          warmup_steps=o.warmup_steps, grad_clip=o.grad_clip, rms_floor=o.rms_floor)
 
 
 def build_parameterization(exp: C.Experiment) -> Parameterization:

@@ -2,9 +2,9 @@
 from genflow.training import ema_snapshots, posthoc_ema
 from genflow.training.checkpoint import Checkpointer
 from genflow.training.loop import train_loop
-from genflow.training.optim import make_optimizer, scale_by_tiger, tiger
+from genflow.training.optim import make_optimizer, scale_by_tiger, tiger, tiger_rms
 from genflow.training.state import TrainState, init_state, split_net
 from genflow.training.step import make_mesh, make_train_step
 
-__all__ = ["ema_snapshots", "posthoc_ema", "Checkpointer", "train_loop", "make_optimizer", "scale_by_tiger", "tiger", "TrainState",
+__all__ = ["ema_snapshots", "posthoc_ema", "Checkpointer", "train_loop", "make_optimizer", "scale_by_tiger", "tiger", "tiger_rms", "TrainState",
            "init_state", "split_net", "make_mesh", "make_train_step"]
