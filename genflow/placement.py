@@ -132,3 +132,32 @@ class Placement:
             for shard in getattr(leaf, "addressable_shards", ()):
                 out[shard.device] = out.get(shard.device, 0) + shard.data.nbytes
         return out
+
+
+# -- processes ------------------------------------------------------------------------------------
+def is_lead() -> bool:
+    """Whether this process writes the run's shared files (metrics, TensorBoard, figures, config):
+    process 0. Checkpoints are written by every process (each its own shards)."""
+    return jax.process_index() == 0
+
+
+def to_host(x) -> np.ndarray:
+    """The whole of a (possibly multi-process) array as a host array on every process; a
+    collective where the array spans processes, so every process must call it."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def initialize_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """``jax.distributed.initialize`` for a multi-process run (each process calls it first, before
+    any other JAX call). With no coordinator JAX finds the cluster itself (TPU pods, SLURM, ...).
+    On CPU the collectives go through gloo."""
+    if jax.config.jax_platforms in ("cpu",) or (jax.config.jax_platforms or "").startswith("cpu"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if coordinator is None:
+        jax.distributed.initialize()
+    else:
+        jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)

@@ -3,7 +3,9 @@
 argv: process_id, num_processes, port, out_path. Each process has 2 CPU devices; the mesh
 spans all 4. Every process reads only its slice of each global batch. Then the trained model's
 ReFlow couplings are generated over the whole mesh into ``<out_path>.couplings/`` (process 0
-writes, every process reads them back), and each process reports what it read.
+writes, every process reads them back), and each process reports what it read. Last, the same
+training with the parameters FSDP-sharded over every device of every process, checkpointed (each
+process writes its own shards) and restored.
 """
 import json
 import os
@@ -48,6 +50,27 @@ couple = make_coupler(spec, (8, 8, 1), 8, sampler=pf_ode_sampler("euler", 4), me
 directory = out + ".couplings"
 generate_couplings(couple, state.ema, directory, num_couples=24, chunk_size=8, seed=3, meta={}, progress=False)
 x1, x0, _ = load_couplings(directory, 24)
+from genflow.placement import Placement, to_host  # noqa: E402
+from genflow.training import Checkpointer  # noqa: E402
+
+fsdp = Placement.create({"data": 1, "fsdp": -1}, min_shard_bytes=0)
+batches = ArrayBatches(x, 32, labels=y, seed=0, sharding=fsdp.batch())
+_, params, _ = split_net(MLP((8, 8, 1), width=64, depth=2, rngs=nnx.Rngs(0)))
+state = fsdp.init(lambda p: init_state(p, tx, 0), params)
+step = make_train_step(spec, denoising_score_matching, tx, ema_decay=0.9, mesh=fsdp)
+fsdp_losses = []
+for _ in range(5):
+    state, m = step(state, next(batches))
+    fsdp_losses.append(float(m["loss"]))
+local = sum(s.data.nbytes for leaf in jax.tree.leaves(state) for s in leaf.addressable_shards)
+total = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
+ckpt = Checkpointer(out + ".ckpt")
+ckpt.save(5, state, {})
+ckpt.wait()
+restored, _ = ckpt.restore(state)
+same = all(np.array_equal(to_host(a), to_host(b)) for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)))
+ckpt.close()
 json.dump({"losses": losses, "devices": jax.device_count(), "processes": jax.process_count(),
-           "x0": np.asarray(x0).reshape(len(x0), -1)[:, :4].tolist(), "num_couples": len(x0)},
+           "x0": np.asarray(x0).reshape(len(x0), -1)[:, :4].tolist(), "num_couples": len(x0),
+           "fsdp_losses": fsdp_losses, "local_share": local / total, "restored_equal": same},
           open(f"{out}.{pid}", "w"))

@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --workdir from its last checkpoint, "
                    "with its own config.json (no experiment needed; --set train.steps=N extends it)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-process run: process 0's address (every process runs the same command)")
+    t.add_argument("--num-processes", type=int, default=None, help="multi-process run: how many processes")
+    t.add_argument("--process-id", type=int, default=None, help="multi-process run: this process's number, 0..N-1")
+    t.add_argument("--distributed", action="store_true",
+                   help="multi-process run on a cluster JAX detects itself (TPU pod, SLURM): no --coordinator needed")
 
     s = sub.add_parser("sample", help="draw samples from a trained run's EMA weights")
     s.add_argument("run_dir")
@@ -188,6 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     """The command line. Errors are one sentence on stderr and an exit status (2 bad input, 1 a failed
     run, 130 Ctrl-C, 143 SIGTERM); GENFLOW_DEBUG=1 shows the traceback of a read/write error instead."""
     args = _parser().parse_args(argv)
+    if args.command == "train" and (args.coordinator or args.distributed):
+        if args.coordinator and (args.num_processes is None or args.process_id is None):
+            print("genflow: error: --coordinator needs --num-processes and --process-id too (the same coordinator "
+                  "and count on every process, each its own id).", file=sys.stderr)
+            return 2
+        from genflow.placement import initialize_distributed
+
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     if args.command != "config":
         from genflow.cache import enable_compile_cache
 

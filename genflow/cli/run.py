@@ -30,7 +30,7 @@ from genflow.plotting import loss_curve, save_samples
 from genflow.progress import progress_bar
 from genflow.training.checkpoint import CorruptCheckpoint
 from genflow.data.pipeline import data_sharding
-from genflow.placement import AXES, Placement
+from genflow.placement import AXES, Placement, is_lead, to_host
 from genflow.training import (Checkpointer, ema_snapshots, init_state, make_mesh, make_train_step, metrics_file,
                               train_loop)
 from genflow.training.tensorboard import SummaryWriter
@@ -241,7 +241,7 @@ def evaluate(exp: C.Experiment, spec: ModelSpec, mesh, params, data: build.DataB
         labels = data.heldout_labels if data.heldout_labels is not None else sample_labels(
             exp.net.num_classes, None, n, seed, announce=False)
     generate = make_generator(spec, tuple(data.shape), exp.sample, n, mesh)
-    x = np.asarray(generate(params, jax.random.PRNGKey(seed + 7), labels))
+    x = to_host(generate(params, jax.random.PRNGKey(seed + 7), labels))
     check_finite(x, "evaluation samples")
     if x.ndim == 4 and x.shape[1:] == (8, 8, 1):
         from genflow.metrics import frechet_digits_distance
@@ -392,8 +392,10 @@ def _train(exp: C.Experiment, workdir: str, resume: bool, progress: bool) -> dic
         parts.data.batches.position = int(meta["data_position"])
         pending = meta.get("pending_metrics")
         ema_snapshots.truncate(snapshot_dir, int(jax.device_get(state.step)))
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(C.dumps(exp))
+    lead = is_lead()       # process 0 writes the shared files; every process computes and checkpoints
+    if lead:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(C.dumps(exp))
     step_fn = make_train_step(parts.spec, build.build_objective(exp, parts.process), parts.tx,
                               ema_decay=exp.optim.ema_decay,
                               p_uncond=exp.train.p_uncond if exp.net.num_classes is not None else 0.0,
@@ -404,21 +406,24 @@ def _train(exp: C.Experiment, workdir: str, resume: bool, progress: bool) -> dic
     reference = parts.data.reference
 
     def figure(x, path):
-        """Save the sample figure and return it as a uint8 image for TensorBoard."""
+        """Save the sample figure and return it as a uint8 image for TensorBoard (process 0 only)."""
+        if not lead:
+            return None
         save_samples(x, path, reference)
         from PIL import Image
 
         return np.asarray(Image.open(path).convert("RGB"))
 
     def on_sample(st, step):
-        x = np.asarray(generate(st.ema, jax.random.PRNGKey(exp.train.seed + 1), grid_labels))
+        x = to_host(generate(st.ema, jax.random.PRNGKey(exp.train.seed + 1), grid_labels))
         if not np.all(np.isfinite(x)):
             tqdm_write(f"genflow: warning: the samples at step {step:,} are not finite; no figure written.")
             return None
         return figure(x, os.path.join(workdir, f"samples_{step:07d}.png"))
 
     metrics_path = os.path.join(workdir, "metrics.jsonl")
-    writer = SummaryWriter(os.path.join(workdir, "tensorboard"), resume_step=int(jax.device_get(state.step)))
+    writer = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                           resume_step=int(jax.device_get(state.step))) if lead else None
     state, stopped = train_loop(state, step_fn, parts.data.batches, steps=exp.train.steps,
                                 checkpointer=checkpointer, meta={"experiment": exp.name},
                                 metrics_path=metrics_path, log_every=exp.train.log_every,
@@ -430,15 +435,17 @@ def _train(exp: C.Experiment, workdir: str, resume: bool, progress: bool) -> dic
                                                                                 exp.train.ema_sigma_rels, st.phema))
     checkpointer.close()
     summary = {"workdir": workdir, "step": int(jax.device_get(state.step)), "stopped": stopped}
-    if os.path.exists(metrics_path):
+    if lead and os.path.exists(metrics_path):
         loss_curve(metrics_path, os.path.join(workdir, "loss.png"))
     if not stopped:
-        samples = np.asarray(generate(state.ema, jax.random.PRNGKey(exp.train.seed + 1), grid_labels))
+        samples = to_host(generate(state.ema, jax.random.PRNGKey(exp.train.seed + 1), grid_labels))
         check_finite(samples, "final samples")
-        writer.image(summary["step"], "samples", figure(samples, os.path.join(workdir, "samples.png")))
+        image = figure(samples, os.path.join(workdir, "samples.png"))
+        if writer is not None:
+            writer.image(summary["step"], "samples", image)
         summary["samples"] = os.path.join(workdir, "samples.png")
         metrics = evaluate(exp, parts.eval_spec, parts.mesh, state.ema, parts.data, exp.train.seed)
-        if metrics:
+        if metrics and lead:
             write_eval(workdir, metrics, summary["step"])
             summary["report"] = report_lines(metrics)
     return summary

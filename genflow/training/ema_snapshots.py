@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from genflow.placement import is_lead, to_host
 from genflow.training import posthoc_ema
 
 DIRNAME = "ema_snapshots"
@@ -89,9 +90,11 @@ def path(directory: str, step: int) -> str:
 
 
 def save(directory: str, step: int, sigma_rels, profiles: tuple) -> str | None:
-    """Write the snapshot of ``profiles`` (one parameter tree per sigma_rel) at ``step``; only the
-    first process writes (the profiles are replicated). Returns the path (None elsewhere)."""
-    if jax.process_index() != 0:
+    """Write the snapshot of ``profiles`` (one parameter tree per sigma_rel) at ``step``; every
+    process gathers them (a profile sharded over processes by FSDP is whole only after that), and
+    only the first one writes. Returns the path (None elsewhere)."""
+    profiles = tuple(jax.tree.map(to_host, tree) for tree in profiles)
+    if not is_lead():
         return None
     os.makedirs(directory, exist_ok=True)
     arrays = {"step": np.int64(step), "sigma_rels": np.asarray(sigma_rels, np.float64),

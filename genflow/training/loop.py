@@ -10,6 +10,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from genflow.placement import is_lead
 from genflow.progress import progress_bar
 from genflow.training import metrics_file
 from genflow.training.checkpoint import Checkpointer
@@ -91,12 +92,15 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
     disk, so a run resumed from it never lacks one.
     """
     start = int(jax.device_get(state.step))
+    lead = is_lead()   # in a multi-process run only process 0 writes the logs; every process checkpoints
+    metrics_path = metrics_path if lead else None
+    writer = writer if lead else None
     if metrics_path:
         metrics_file.truncate(metrics_path, start)
     pending = [dict(m) for m in (pending or [])]
-    if writer is None and tensorboard_dir:
+    if writer is None and tensorboard_dir and lead:
         writer = SummaryWriter(tensorboard_dir, resume_step=start)
-    bar = progress_bar(steps, initial=start, disable=not progress, desc="train", unit="step", every=0)
+    bar = progress_bar(steps, initial=start, disable=not progress or not lead, desc="train", unit="step", every=0)
     last_time, last_step = time.perf_counter(), start
     consecutive = 0
 
