@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from genflow import config as C
 from genflow.cli import build
@@ -31,7 +30,7 @@ from genflow.progress import progress_bar
 from genflow.training.checkpoint import CorruptCheckpoint
 from genflow.data.pipeline import data_sharding
 from genflow.placement import AXES, Placement, is_lead, to_host
-from genflow.training import (Checkpointer, ema_snapshots, init_state, make_mesh, make_train_step, metrics_file,
+from genflow.training import (Checkpointer, ema_snapshots, init_state, make_train_step, metrics_file,
                               train_loop)
 from genflow.training.tensorboard import SummaryWriter
 
@@ -508,12 +507,13 @@ def load_run(workdir: str, ema: str | None = None, *, announce: bool = True) -> 
     shape = build.data_shape(exp.data)
     net = build.build_net(exp.net, shape, exp.train.dtype, exp.train.seed)
     train_spec, spec, params = train_and_eval_specs(net, process, build.build_parameterization(exp))
-    mesh = make_mesh()
+    placement = Placement.create()        # sampling: data parallel, the weights replicated
+    mesh = placement.mesh
     if ema is not None:
         from genflow.cli import posthoc
 
         weights, info = posthoc.weights(workdir, posthoc.parse_ema(ema), params, announce=announce)
-        weights = jax.device_put(weights, NamedSharding(mesh, P()))
+        weights = jax.device_put(weights, placement.replicated())
         return Run(exp, process, shape, spec, train_spec, weights, info["step"], mesh, workdir)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     if checkpointer.latest_step() is None:
@@ -528,7 +528,7 @@ def load_run(workdir: str, ema: str | None = None, *, announce: bool = True) -> 
                           f"({first}).") from None
     finally:
         checkpointer.close()
-    ema = jax.device_put(ema, NamedSharding(mesh, P()))
+    ema = jax.device_put(ema, placement.replicated())
     return Run(exp, process, shape, spec, train_spec, ema, step, mesh, workdir)
 
 
