@@ -186,7 +186,11 @@ def _solve(model, x1, ts, key, cond, tol, max_rounds, *, sampler, method, window
         good = _finite_per_step(new)
         new = jnp.where(_per_step(good, new), new, old_next)
         diff = (new[:, 0] - old_next[:, 0]).reshape(w, b, -1)
-        err = jnp.sqrt(jnp.mean(jnp.square(diff), axis=-1)).max(axis=1) / level[ks]
+        # an update within a few rounding errors of the sample is no change: a tol below the
+        # precision's resolution at small sigma would otherwise never be met
+        rounding = 4 * jnp.finfo(x1.dtype).eps * jnp.sqrt(jnp.mean(jnp.square(new[:, 0].reshape(w, b, -1)), axis=-1))
+        rms = jnp.maximum(jnp.sqrt(jnp.mean(jnp.square(diff), axis=-1)) - rounding, 0.0)
+        err = rms.max(axis=1) / level[ks]
         err = jnp.where(ks < n, jnp.where(good & jnp.isfinite(err), err, jnp.inf), 0.0)
         above = err > tol
         stride = jnp.maximum(jnp.where(jnp.any(above), jnp.argmax(above), w), 1).astype(jnp.int32)
