@@ -24,6 +24,12 @@ run the same way:
               runtime measurement: it excludes the runtime's own overhead and fragmentation, but
               it is what one step needs on a device.
 
+Each run trains through genflow's one training stack: ``make_train_step`` (the guard, the EMA),
+compiled ahead of time so its memory analysis and compile time are read off the very program that
+runs, and ``train_loop`` logging every step (its rows are the loss curve; the Fisher curve is a
+loop hook every ``eval_every`` steps and at the last). The ms/step column times the compiled step
+alone, to its loss on the host, around the loop's call. The comparison runs on one device.
+
 ``compare_command`` is the body of ``genflow compare-objectives EXPERIMENT``: it reads an
 experiment file's ``config`` (an ``Experiment``) and ``comparison`` (a ``Comparison``).
 """
@@ -50,7 +56,7 @@ from genflow.objectives import (denoising_score_matching, exact_score_matching, 
                                 sliced_score_matching, uniform_time)
 from genflow.objectives.weighting import Weighting
 from genflow.samplers import euler_maruyama, grids
-from genflow.training import init_state, make_train_step
+from genflow.training import init_state, make_train_step, train_loop
 from genflow.training.step import has_dropout_stream
 
 OBJECTIVES = ("exact", "dsm", "ism", "ssm", "ssm_vr")
@@ -115,6 +121,22 @@ def gradient_variance(loss_fn: Callable[[Any, Array, Array], Array], params: Any
 
     (k, mean, m2), _ = jax.lax.scan(step, (jnp.zeros(()), zeros, jnp.zeros(())), (batches, keys))
     return m2 / (k - 1.0), sum(jnp.sum(m**2) for m in jax.tree.leaves(mean))
+
+
+class IndexBatches:
+    """``{"x0": batch_fn(i)}`` on the default device for i = position, position + 1, ...: the data
+    stream ``train_loop`` reads (``position``: batches handed out, as every genflow stream has)."""
+
+    def __init__(self, batch_fn: Callable[[int], np.ndarray], position: int = 0):
+        self.batch_fn, self.position = batch_fn, position
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, Array]:
+        batch = {"x0": jax.device_put(self.batch_fn(self.position))}
+        self.position += 1
+        return batch
 
 
 @dataclass
@@ -231,9 +253,8 @@ def compare_objectives(objectives: Mapping[str, Objective], *, net: nnx.Module, 
         res = Result(name)
         state = init_state(jax.tree.map(jnp.copy, params0), tx, seed)
         step_fn = make_train_step(spec, objective, tx, ema_decay=ema_decay)
-        batch = {"x0": jax.device_put(batch_fn(0))}
         t0 = time.perf_counter()
-        compiled = step_fn.lower(state, batch).compile()
+        compiled = step_fn.lower(state, {"x0": jax.device_put(batch_fn(0))}).compile()
         res.compile_s = time.perf_counter() - t0
         mem = compiled.memory_analysis()
         if mem is not None:
@@ -243,17 +264,26 @@ def compare_objectives(objectives: Mapping[str, Objective], *, net: nnx.Module, 
             res.arg_mib = mem.argument_size_in_bytes / 2**20
             res.peak_mib = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
                             + mem.temp_size_in_bytes) / 2**20
-        times, losses = [], []
-        for i in range(steps):
-            batch = {"x0": jax.device_put(batch_fn(i))}
+        times, rows = [], []
+
+        def timed(state, batch, compiled=compiled, times=times):
+            # the compiled step alone, to its loss on the host (the batch is already on the device)
             t0 = time.perf_counter()
             state, metrics = compiled(state, batch)
-            losses.append(jax.block_until_ready(metrics["loss"]))
+            jax.block_until_ready(metrics["loss"])
             times.append(time.perf_counter() - t0)
-            if fisher_fn is not None and ((i + 1) % eval_every == 0 or i + 1 == steps):
-                res.fisher_curve.append((i + 1, float(fisher_fn(state.ema))))
-        losses = np.asarray(jax.device_get(losses), np.float64)
-        res.loss_curve = [(i + 1, float(v)) for i, v in enumerate(losses)]
+            return state, metrics
+
+        hooks = []
+        if fisher_fn is not None:
+            hooks.append((eval_every, lambda s, i, res=res: res.fisher_curve.append((i, float(fisher_fn(s.ema))))))
+        # the shared loop, logging every step: its rows are the loss curve (a skipped step's loss is NaN)
+        state, stopped = train_loop(state, timed, IndexBatches(batch_fn), steps=steps, log_every=1, progress=False,
+                                    hooks=hooks, on_log=rows.append)
+        if stopped is not None:
+            raise KeyboardInterrupt(f"the comparison was stopped by signal {stopped} during {name!r}")
+        losses = np.asarray([np.nan if r["loss"] is None else r["loss"] for r in rows], np.float64)
+        res.loss_curve = [(r["step"], float(v)) for r, v in zip(rows, losses)]
         res.final_loss = float(np.mean(losses[-max(len(losses) // 10, 1):]))  # last tenth: less noise
         res.ms_per_step = 1e3 * float(np.median(times[1:] if len(times) > 1 else times))
         if trained_params is None:

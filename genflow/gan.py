@@ -19,14 +19,18 @@ regression takes several steps toward its fixed targets or with plain SGD.
 The critic objective is "derived" (zero-centred penalty, lambda/2 E||grad phi||^2), "wgan_gp"
 ((||grad phi|| - 1)^2, lambda = 10) or "reflow" (the regression E||grad phi(x_t) - (x0 - x1)||^2).
 
-State and checkpoints: ``GANState`` holds two ``TrainState``s (generator with EMA; critic), saved
-with ``genflow.training.Checkpointer`` and run by ``genflow.training.train_loop``, which logs
-the critic loss as ``loss`` and the generator's gradient norm as ``grad_norm``.
+State, step and loop are the training stack's (``genflow.training.stack``): ``GANState`` holds two
+``TrainState``s (generator with EMA; critic) and the step counter the loop reads (generator
+updates; ``critic.step`` counts critic updates, ``n_critic`` per step). Each player's update goes
+through the shared ``apply_gradients`` + ``advance`` (its own non-finite guard), the step through
+``make_step`` (shardings from a ``genflow.placement.Placement``: data parallel or FSDP), and the
+run through ``genflow.training.train_loop`` (checkpoints, resume, signals, metrics rows), which logs
+the critic loss as ``loss`` and the generator's gradient norm as ``grad_norm``. The critic network
+is ``genflow.models.Critic``.
 """
 from __future__ import annotations
 
 import functools
-import math
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -37,35 +41,22 @@ import numpy as np
 import optax
 from flax import nnx
 from jax import Array
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from genflow._pytree import pytree_dataclass
-from genflow.data.pipeline import ArrayBatches, SampledBatches, data_sharding
+from genflow.data.pipeline import ArrayBatches, SampledBatches
+from genflow.models.critic import Critic  # noqa: F401  (its old import path, genflow.gan.Critic)
 from genflow.models.parameterization import Parameterization
 from genflow.models.spec import ModelSpec
 from genflow.objectives.critic import (CRITIC_LOSSES, critic_targets, generator_potential_loss,
                                        generator_regression_loss)
+from genflow.placement import Placement, as_placement
 from genflow.processes import RectifiedFlow
 from genflow.training import Checkpointer, init_state, train_loop
+from genflow.training.stack import Update, advance, apply_gradients, make_step
 from genflow.training.state import TrainState
 
 GENERATOR_FORMS = ("regression", "potential")
-
-
-class Critic(nnx.Module):
-    """phi: x (B, ...) -> (B,), an MLP with smooth (SiLU) activations so grad phi is smooth too
-    (the gradient penalty differentiates through grad phi). No normalisation over the batch."""
-
-    def __init__(self, data_shape: tuple[int, ...], *, width: int = 128, depth: int = 3, rngs: nnx.Rngs):
-        d = math.prod(data_shape)
-        self.layers = nnx.List([nnx.Linear(d if i == 0 else width, width, rngs=rngs) for i in range(depth)])
-        self.out = nnx.Linear(width, 1, rngs=rngs)
-
-    def __call__(self, x: Array) -> Array:
-        h = x.reshape(x.shape[0], -1)
-        for layer in self.layers:
-            h = jax.nn.silu(layer(h))
-        return self.out(h)[:, 0]
 
 
 @pytree_dataclass
@@ -113,13 +104,21 @@ def make_gan_step(gen_graphdef: nnx.GraphDef, gen_rest: nnx.State, critic_graphd
                   critic_tx: optax.GradientTransformation, data_shape: tuple[int, ...], *,
                   critic_objective: str = "derived", generator_form: str = "regression", penalty: float = 1.0,
                   eta: float = 0.1, inner_steps: int = 1, n_critic: int = 1, ema_decay: float = 0.999,
-                  mesh: Mesh | None = None):
+                  mesh: "Mesh | Placement | None" = None):
     """``step(state, {"x0": x_real}) -> (state, metrics)``, jitted with the state donated.
 
-    x_real (n_critic * B, ...) holds one real batch of B per critic update. The state is
-    replicated and the batch split over the mesh's ``data`` axis, like ``make_train_step``; the
-    generated batches are drawn inside the step, also split over ``data``. A step whose losses or
-    gradient norms are not finite keeps the old parameters (``metrics['skipped']`` = 1).
+    Built on the training stack (``genflow.training.stack``), like ``make_train_step``: each
+    critic update is ``apply_gradients`` + ``advance`` on the critic's ``TrainState`` (guarded on
+    its own: a non-finite critic update keeps the old critic, and the generator then trains
+    against that one), the generator update is one guarded ``advance`` of the generator's state
+    (the regression form's ``inner_steps`` optimizer steps count as one update, kept or dropped
+    whole) with its EMA. ``metrics['skipped']`` is 1 when any of the step's updates was dropped;
+    ``critic_skipped`` counts the critic's, ``gen_skipped`` is the generator's.
+
+    x_real (n_critic * B, ...) holds one real batch of B per critic update. ``mesh`` (a
+    ``Placement``, or a plain mesh: data parallel) places both players' states by the placement's
+    rule (replicated, or FSDP-sharded) and splits the real batch over every device; the generated
+    batches are drawn inside the step and split the same way.
     """
     if critic_objective not in CRITIC_LOSSES:
         raise ValueError(f"unknown critic objective {critic_objective!r}; choose one of {', '.join(CRITIC_LOSSES)}.")
@@ -128,10 +127,10 @@ def make_gan_step(gen_graphdef: nnx.GraphDef, gen_rest: nnx.State, critic_graphd
     if n_critic < 1 or inner_steps < 1:
         raise ValueError(f"n_critic and inner_steps must be at least 1, got {n_critic} and {inner_steps}.")
     data_shape = tuple(data_shape)
+    placement = as_placement(mesh)
     g = generator(gen_graphdef, gen_rest)
     loss_kwargs = {} if critic_objective == "reflow" else {"penalty": penalty}
     critic_fn = CRITIC_LOSSES[critic_objective]
-    split_spec = NamedSharding(mesh, P("data")) if mesh is not None else None
 
     def phi_of(params):
         net = nnx.merge(critic_graphdef, params, critic_rest)
@@ -139,33 +138,34 @@ def make_gan_step(gen_graphdef: nnx.GraphDef, gen_rest: nnx.State, critic_graphd
 
     def noise(key, b):
         z = jax.random.normal(key, (b,) + data_shape)
-        return z if split_spec is None else jax.lax.with_sharding_constraint(z, split_spec)
+        return z if placement is None else jax.lax.with_sharding_constraint(z, placement.batch())
 
     def critic_update(carry, inputs):
-        gen_params, params, opt_state = carry
+        gen_params, critic = carry
         real, key = inputs
         kz, kt = jax.random.split(key)
         fake = jax.lax.stop_gradient(g(gen_params, noise(kz, real.shape[0])))
         (loss, m), grads = jax.value_and_grad(lambda p: critic_fn(phi_of(p), real, fake, kt, **loss_kwargs),
-                                              has_aux=True)(params)
-        updates, opt_state = critic_tx.update(grads, opt_state, params)
-        return (gen_params, optax.apply_updates(params, updates), opt_state), (loss, m["gap"], optax.tree.norm(grads))
+                                              has_aux=True)(critic.params)
+        update = apply_gradients(critic_tx, critic.params, critic.opt_state, grads, loss)
+        return (gen_params, advance(critic, update, ema_decay=None)), (loss, m["gap"], update.grad_norm, update.ok)
 
-    def generator_update(params, opt_state, phi, z):
+    def generator_update(params, opt_state, phi, z) -> tuple[Update, Array]:
         if generator_form == "potential":
             loss, grads = jax.value_and_grad(lambda p: generator_potential_loss(phi, g(p, z))[0])(params)
-            updates, opt_state = gen_tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss, optax.tree.norm(grads)
+            return apply_gradients(gen_tx, params, opt_state, grads, loss), loss
         target = critic_targets(phi, g(params, z), eta)
 
         def inner(carry, _):
             p, o = carry
             loss, grads = jax.value_and_grad(lambda q: generator_regression_loss(g(q, z), target)[0])(p)
-            updates, o = gen_tx.update(grads, o, p)
-            return (optax.apply_updates(p, updates), o), (loss, optax.tree.norm(grads))
+            update = apply_gradients(gen_tx, p, o, grads, loss)
+            return (update.params, update.opt_state), (loss, update.grad_norm, update.ok)
 
-        (params, opt_state), (losses, norms) = _scan(inner, (params, opt_state), jnp.arange(inner_steps), inner_steps)
-        return params, opt_state, losses[0], norms[0]
+        (params, opt_state), (losses, norms, oks) = _scan(inner, (params, opt_state), jnp.arange(inner_steps),
+                                                          inner_steps)
+        # the inner steps regress toward one fixed target: one update, kept only if all were finite
+        return Update(params, opt_state, jnp.all(oks), norms[0]), losses[0]
 
     def step(state: GANState, batch):
         real_all = batch["x0"]
@@ -174,30 +174,19 @@ def make_gan_step(gen_graphdef: nnx.GraphDef, gen_rest: nnx.State, critic_graphd
         reals = jnp.moveaxis(real_all.reshape((b, n_critic) + data_shape), 1, 0)
         key = jax.random.fold_in(state.gen.key, state.step)
         k_critic, k_gen = jax.random.split(key)
-        (_, c_params, c_opt), (c_losses, gaps, c_norms) = _scan(
-            critic_update, (state.gen.params, state.critic.params, state.critic.opt_state),
-            (reals, jax.random.split(k_critic, n_critic)), n_critic)
-        phi = phi_of(c_params)
-        g_params, g_opt, g_loss, g_norm = generator_update(state.gen.params, state.gen.opt_state, phi,
-                                                           noise(k_gen, b))
-        ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.gen.ema, g_params)
-        ok = (jnp.all(jnp.isfinite(c_losses)) & jnp.all(jnp.isfinite(c_norms)) & jnp.isfinite(g_loss)
-              & jnp.isfinite(g_norm))
-        keep = lambda new, old: jax.tree.map(lambda a, c: jnp.where(ok, a, c), new, old)
-        gen = TrainState(step=state.gen.step + 1, params=keep(g_params, state.gen.params),
-                         opt_state=keep(g_opt, state.gen.opt_state), ema=keep(ema, state.gen.ema), key=state.gen.key)
-        critic = TrainState(step=state.critic.step + n_critic, params=keep(c_params, state.critic.params),
-                            opt_state=keep(c_opt, state.critic.opt_state), ema=state.critic.ema,
-                            key=state.critic.key)
-        metrics = {"loss": jnp.mean(c_losses), "grad_norm": g_norm, "skipped": (~ok).astype(jnp.int32),
+        (_, critic), (c_losses, gaps, c_norms, c_oks) = _scan(
+            critic_update, (state.gen.params, state.critic), (reals, jax.random.split(k_critic, n_critic)), n_critic)
+        update, g_loss = generator_update(state.gen.params, state.gen.opt_state, phi_of(critic.params),
+                                          noise(k_gen, b))
+        gen = advance(state.gen, update, ema_decay=ema_decay)
+        critic_skipped = jnp.sum(~c_oks).astype(jnp.int32)
+        metrics = {"loss": jnp.mean(c_losses), "grad_norm": update.grad_norm,
+                   "skipped": ((critic_skipped > 0) | ~update.ok).astype(jnp.int32),
+                   "critic_skipped": critic_skipped, "gen_skipped": (~update.ok).astype(jnp.int32),
                    "gen_loss": g_loss, "gap": gaps[-1], "critic_grad_norm": jnp.mean(c_norms)}
         return GANState(step=state.step + 1, gen=gen, critic=critic), metrics
 
-    if mesh is None:
-        return jax.jit(step, donate_argnums=0)
-    replicated = NamedSharding(mesh, P())
-    return jax.jit(step, donate_argnums=0, in_shardings=(replicated, split_spec),
-                   out_shardings=(replicated, replicated))
+    return make_step(step, placement)
 
 
 @dataclass(frozen=True)
@@ -224,21 +213,23 @@ class GANConfig:
     seed: int = 0
 
 
-def build_gan(cfg: GANConfig, data_shape: tuple[int, ...], mesh: Mesh | None = None):
+def build_gan(cfg: GANConfig, data_shape: tuple[int, ...], mesh: "Mesh | Placement | None" = None):
     """(state, step_fn, g): networks, optimizers (Adam), a fresh initial state, and the jitted step.
 
-    The networks and the compiled step are cached per (cfg, data_shape, mesh), so a resumed or
-    repeated run in one process compiles once; the state is always a fresh copy.
+    With a ``mesh`` (a ``Placement``, or a plain mesh: data parallel) the state is created already
+    placed by its rule (``Placement.init``). The networks and the compiled step are cached per
+    (cfg, data_shape, placement), so a resumed or repeated run in one process compiles once; the
+    state is always a fresh copy.
     """
-    gen_params, critic_params, gen_tx, critic_tx, step_fn, g = _build(cfg, tuple(data_shape), mesh)
-    state = init_gan_state(gen_params, critic_params, gen_tx, critic_tx, cfg.seed)
-    if mesh is not None:
-        state = jax.device_put(state, NamedSharding(mesh, P()))
+    placement = as_placement(mesh)
+    gen_params, critic_params, gen_tx, critic_tx, step_fn, g = _build(cfg, tuple(data_shape), placement)
+    init = lambda gp, cp: init_gan_state(gp, cp, gen_tx, critic_tx, cfg.seed)  # noqa: E731
+    state = init(gen_params, critic_params) if placement is None else placement.init(init, gen_params, critic_params)
     return state, step_fn, g
 
 
 @functools.lru_cache(maxsize=8)
-def _build(cfg: GANConfig, data_shape: tuple[int, ...], mesh: Mesh | None):
+def _build(cfg: GANConfig, data_shape: tuple[int, ...], placement: Placement | None):
     from genflow.models import MLP
     from genflow.training import split_net
 
@@ -251,12 +242,12 @@ def _build(cfg: GANConfig, data_shape: tuple[int, ...], mesh: Mesh | None):
     step_fn = make_gan_step(gen_graphdef, gen_rest, critic_graphdef, critic_rest, gen_tx, critic_tx, data_shape,
                             critic_objective=cfg.critic_objective, generator_form=cfg.generator_form,
                             penalty=cfg.penalty, eta=cfg.eta, inner_steps=cfg.inner_steps, n_critic=cfg.n_critic,
-                            ema_decay=cfg.ema_decay, mesh=mesh)
+                            ema_decay=cfg.ema_decay, mesh=placement)
     return gen_params, critic_params, gen_tx, critic_tx, step_fn, generator(gen_graphdef, gen_rest)
 
 
 def train_gan(cfg: GANConfig, data: Callable[[Array, int], Array] | np.ndarray, data_shape: tuple[int, ...],
-              workdir: str, *, mesh: Mesh | None = None, log_every: int = 100, ckpt_every: int = 1000,
+              workdir: str, *, mesh: "Mesh | Placement | None" = None, log_every: int = 100, ckpt_every: int = 1000,
               sample_every: int = 0, on_sample: Callable[[GANState, int], None] | None = None,
               progress: bool = True, steps: int | None = None):
     """Train (or resume, from ``workdir/checkpoints``) a GAN on real data ``data``: either fresh
@@ -266,9 +257,11 @@ def train_gan(cfg: GANConfig, data: Callable[[Array, int], Array] | np.ndarray, 
 
     Returns (state, g) with g(params, z) the generator; sample with ``g(state.gen.ema, z)``.
     """
+    placement = as_placement(mesh)
     batch = cfg.batch_size * cfg.n_critic
-    if mesh is not None and batch % mesh.size:
-        raise ValueError(f"batch size {batch} does not split over {mesh.size} devices; use a multiple of {mesh.size}.")
+    if placement is not None and batch % placement.size:
+        raise ValueError(f"batch size {batch} does not split over {placement.size} devices; "
+                         f"use a multiple of {placement.size}.")
     if not callable(data):
         data = np.asarray(data)
         if data.shape[1:] != tuple(data_shape):
@@ -277,14 +270,14 @@ def train_gan(cfg: GANConfig, data: Callable[[Array, int], Array] | np.ndarray, 
         if len(data) < batch:
             raise ValueError(f"{len(data)} training examples cannot fill a real batch of {batch} "
                              "(batch_size x n_critic); lower batch_size or n_critic.")
-    state, step_fn, g = build_gan(cfg, data_shape, mesh)
+    state, step_fn, g = build_gan(cfg, data_shape, placement)
     os.makedirs(workdir, exist_ok=True)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     position, pending = 0, None
     if checkpointer.latest_step() is not None:
         state, meta = checkpointer.restore(state)
         position, pending = int(meta["data_position"]), meta.get("pending_metrics")
-    sharding = data_sharding(mesh) if mesh is not None else None
+    sharding = placement.batch() if placement is not None else None
     if callable(data):
         batches = SampledBatches(data, batch, seed=cfg.seed, position=position, sharding=sharding)
     else:

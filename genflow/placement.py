@@ -134,6 +134,16 @@ class Placement:
         return out
 
 
+def as_placement(mesh: "Mesh | Placement | None") -> "Placement | None":
+    """A ``Placement`` from what callers pass as ``mesh=``: a Placement itself, a (data, fsdp) mesh,
+    a mesh of any other shape (its devices as data-parallel replicas), or None (one device: None)."""
+    if mesh is None or isinstance(mesh, Placement):
+        return mesh
+    if tuple(mesh.axis_names) == AXES:
+        return Placement(mesh)
+    return Placement(Mesh(np.asarray(mesh.devices).reshape(-1, 1), AXES))
+
+
 # -- processes ------------------------------------------------------------------------------------
 def is_lead() -> bool:
     """Whether this process writes the run's shared files (metrics, TensorBoard, figures, config):

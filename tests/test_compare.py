@@ -46,6 +46,8 @@ def test_harness_runs_end_to_end_and_writes_table_and_plot(tmp_path, capsys):
     rows = {r["name"]: r for r in json.loads((out / "comparison.json").read_text())}
     r = rows["ism"]
     assert len(r["loss_curve"]) == 2 and r["fisher"] > 0 and np.isfinite(r["energy"])
+    # the loop's rows are the loss curve, its hook (every step here, and at the last) the Fisher curve
+    assert [st for st, _ in r["loss_curve"]] == [1, 2] and [st for st, _ in r["fisher_curve"]] == [1, 2]
     assert r["grad_var_init"] > 0 and r["grad_var_trained"] > 0 and r["ms_per_step"] > 0
     assert 0 < r["temp_mib"] < r["peak_mib"] and r["arg_mib"] > 0  # XLA's memory analysis exists on CPU
     assert rows["exact score (reference)"]["fisher"] == 0.0

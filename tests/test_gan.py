@@ -1,5 +1,6 @@
 """The GAN as a diffusion ODE: critic and generator losses against hand-computed values, the
-ReFlow identity, and the jitted sharded step (8 devices = 1, resume = uninterrupted)."""
+ReFlow identity, and the jitted sharded step on the training stack (8 devices = 1, FSDP = data
+parallel, non-finite updates skipped per player, resume = uninterrupted)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +13,7 @@ from genflow.data import put_global
 from genflow.gan import Critic, GANConfig, build_gan, generator, init_gan_state, make_gan_step, train_gan
 from genflow.models import MLP, Model
 from genflow.objectives import flow_matching
+from genflow.placement import Placement
 from genflow.objectives.critic import (critic_loss, critic_targets, generator_potential_loss,
                                        generator_regression_loss, potential_grad, reflow_critic_loss,
                                        wgan_gp_critic_loss)
@@ -146,6 +148,63 @@ def test_gan_step_on_eight_devices_equals_one_and_compiles_once():
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[1][1])):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_gan_step_on_fsdp_equals_data_parallel():
+    """Both players' parameters, EMA and Adam moments sharded 4 ways (data 2 x fsdp 4) give the
+    data-parallel run's losses and states over 3 steps (float32 tolerance, as tests/test_fsdp.py)."""
+    cfg = GANConfig(n_critic=2, batch_size=8, gen_width=32, gen_depth=1, critic_width=32, critic_depth=2,
+                    eta=0.2, inner_steps=2, seed=3)
+    reals = [np.asarray(jax.random.normal(jax.random.PRNGKey(10 + i), (16, 2))) * 0.5 + 1.0 for i in range(3)]
+    runs = {}
+    for name, placement in (("data 8", Placement.create({"data": 8, "fsdp": 1})),
+                            ("data 2 x fsdp 4", Placement.create({"data": 2, "fsdp": 4}, min_shard_bytes=0))):
+        state, step, _ = build_gan(cfg, (2,), placement)
+        losses = []
+        for x in reals:
+            state, m = step(state, {"x0": put_global(x, placement.batch())})
+            losses.append((float(m["loss"]), float(m["gen_loss"])))
+        share = max(placement.bytes_per_device(state).values()) / sum(x.nbytes for x in jax.tree.leaves(state))
+        runs[name] = (losses, jax.device_get(state), share)
+    (ref_losses, ref, ref_share), (losses, fsdp, share) = runs["data 8"], runs["data 2 x fsdp 4"]
+    assert ref_share == 1.0 and share < 0.4        # replicated vs about a quarter of the state per device
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    diff = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+               for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(fsdp)))
+    print(f"GAN step, FSDP 2x4 vs data parallel 8, 3 steps: max |state difference| {diff:.2e}, "
+          f"{share:.3f} of the state per device")
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(fsdp)):
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-5, atol=1e-6)
+
+
+def test_gan_step_skips_each_players_non_finite_update_through_the_shared_guard():
+    """A NaN in the real batch drops the critic's updates (the generator still trains, against the
+    kept critic); a NaN learning rate drops the generator's (params, moments and EMA kept, the
+    critic still trains). Step counters advance either way."""
+    (gd, gp, gr), (cd, cp, cr) = _tiny_parts()
+    real = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (16, 2)))
+    poisoned = real.copy()
+    poisoned[2:4, 1] = np.nan                    # rows 2 and 3: one in each critic update's slice
+    cases = {"critic": (optax.adam(1e-2), poisoned), "generator": (optax.sgd(float("nan")), real)}
+    for bad, (gtx, x) in cases.items():
+        ctx = optax.adam(1e-2)
+        state = init_gan_state(gp, cp, gtx, ctx, seed=0)
+        before = jax.device_get(state)           # host copies: the step donates its state
+        step = make_gan_step(gd, gr, cd, cr, gtx, ctx, (2,), n_critic=2, ema_decay=0.5)
+        state, m = step(state, {"x0": x})
+        after = jax.device_get(state)
+        assert int(m["skipped"]) == 1 and int(after.step) == 1
+        assert (int(m["critic_skipped"]), int(m["gen_skipped"])) == ((2, 0) if bad == "critic" else (0, 1))
+        assert int(after.critic.step) == 2 and int(after.gen.step) == 1
+        kept, moved = (after.critic, after.gen) if bad == "critic" else (after.gen, after.critic)
+        old_kept, old_moved = (before.critic, before.gen) if bad == "critic" else (before.gen, before.critic)
+        for field in ("params", "opt_state", "ema"):
+            for a, b in zip(jax.tree.leaves(getattr(old_kept, field)), jax.tree.leaves(getattr(kept, field))):
+                np.testing.assert_array_equal(a, b)
+        assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(old_moved.params),
+                                                            jax.tree.leaves(moved.params)))
+        assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves((after.gen.params, after.gen.ema,
+                                                                     after.critic.params)))
 
 
 @pytest.mark.parametrize("source", ["sampler", "training set"])

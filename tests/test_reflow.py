@@ -127,6 +127,27 @@ def test_train_on_couples_resumes_and_distilled_sampler_runs(tmp_path):
     assert g.shape == (10, 2) and np.all(np.isfinite(np.asarray(g)))
 
 
+def test_train_on_couples_on_fsdp_with_accumulation_equals_one_device(tmp_path):
+    """Distillation (k = 1: t = 1, no randomness in the loss) on a data 2 x fsdp 4 placement with the
+    gradient accumulated over 2 microbatches gives the one-device run's parameters: ReFlow trains
+    through the one step builder, so FSDP and accumulation come with it."""
+    from genflow.placement import Placement
+
+    spec, params = _random_flow(width=32)
+    x1 = np.random.default_rng(1).standard_normal((64, 2)).astype(np.float32)
+    x0 = 0.5 * x1 - 1.0
+    tx = make_optimizer("adam", 1e-2)
+    kw = dict(batch_size=16, seed=0, steps=3, objective=distillation(1), log_every=3, ckpt_every=100, progress=False)
+    one, _ = train_on_couples(spec, params, tx, x0, x1, workdir=str(tmp_path / "one"), **kw)
+    placement = Placement.create({"data": 2, "fsdp": 4}, min_shard_bytes=0)
+    sharded, _ = train_on_couples(spec, params, tx, x0, x1, workdir=str(tmp_path / "fsdp"), mesh=placement,
+                                  microbatches=2, **kw)
+    assert max(placement.bytes_per_device(sharded.params).values()) < 0.3 * sum(
+        p.nbytes for p in jax.tree.leaves(sharded.params))
+    for p, q in zip(jax.tree.leaves(jax.device_get(one.params)), jax.tree.leaves(jax.device_get(sharded.params))):
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow   # ~30 s of CPU: trains a run, two reflows and a distillation through the commands
 def test_reflow_and_distill_commands_end_to_end(tmp_path, capsys):
     from genflow import config as C

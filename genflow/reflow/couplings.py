@@ -26,14 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from genflow.progress import progress_bar
+from jax.sharding import Mesh
 
 from genflow.models.spec import ModelSpec
+from genflow.placement import Placement, as_placement
 from genflow.processes.base import AbstractProcess
 from genflow.samplers import grids
 from genflow.samplers.diffrax_solvers import ODE_SOLVERS, ode_sample
 from genflow.samplers.euler import euler_ode
+from genflow.progress import progress_bar
 
 CHUNK_RE = re.compile(r"^chunk_(\d{5,})\.npz$")
 META = "meta.json"
@@ -88,35 +89,45 @@ def chunk_labels(seed: int | Array, i: int | Array, chunk_size: int, num_classes
 
 
 def make_coupler(spec: ModelSpec, shape: tuple[int, ...], chunk_size: int, *, sampler: Callable[..., Array],
-                 mesh: Mesh | None = None, num_classes: int | None = None,
+                 mesh: "Mesh | Placement | None" = None, num_classes: int | None = None,
                  dtype=jnp.float32) -> Callable[[Any, Array, Array], dict[str, Array]]:
     """``couple(params, seed, i) -> {"x1", "x0"[, "labels"]}`` for chunk i, jitted once for every chunk.
 
     The noise (and, with ``num_classes``, a uniform label per couple: the flow is integrated
-    conditioned on it) is drawn inside the compiled program; with a ``mesh`` it and the
-    integration are split over the mesh's ``data`` axis (``chunk_size`` must divide evenly),
-    parameters replicated.
+    conditioned on it) is drawn inside the compiled program; with a ``mesh`` (a ``Placement``, or a
+    plain mesh: data parallel) it and the integration are split over every device
+    (``placement.batch()``; ``chunk_size`` must divide evenly) and the parameters are placed by the
+    placement's rule (replicated, or FSDP-sharded as the training state holds them).
     """
     shape = tuple(shape)
     process = spec.process
+    placement = as_placement(mesh)
 
     def couple(params, seed, i):
         x1 = chunk_noise(process, seed, i, chunk_size, shape, dtype)
         labels = None if num_classes is None else chunk_labels(seed, i, chunk_size, num_classes)
-        if mesh is not None:
-            x1 = jax.lax.with_sharding_constraint(x1, NamedSharding(mesh, P("data")))
+        if placement is not None:
+            x1 = jax.lax.with_sharding_constraint(x1, placement.batch())
         out = {"x1": x1, "x0": sampler(spec.model(params), x1, labels)}
         if labels is not None:
             out["labels"] = labels
         return out
 
-    if mesh is None:
+    if placement is None:
         return jax.jit(couple)
-    if chunk_size % mesh.size:
-        raise ValueError(f"chunk size {chunk_size} does not split over {mesh.size} devices; "
-                         f"use a multiple of {mesh.size}.")
-    replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    return jax.jit(couple, in_shardings=(replicated, None, None), out_shardings=split)
+    if chunk_size % placement.size:
+        raise ValueError(f"chunk size {chunk_size} does not split over {placement.size} devices; "
+                         f"use a multiple of {placement.size}.")
+    compiled: dict = {}
+
+    def couple_placed(params, seed, i):
+        # the parameters' shardings follow from their shapes (the placement's rule): built at the first call
+        if "fn" not in compiled:
+            compiled["fn"] = jax.jit(couple, in_shardings=(placement.shardings(params), None, None),
+                                     out_shardings=placement.batch())
+        return compiled["fn"](params, seed, i)
+
+    return couple_placed
 
 
 def params_fingerprint(params) -> str:

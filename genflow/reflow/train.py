@@ -25,12 +25,13 @@ import numpy as np
 import optax
 from flax import nnx
 from jax import Array
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
-from genflow.data.pipeline import IndexedBatches, data_sharding, put_local
+from genflow.data.pipeline import IndexedBatches, put_local
 from genflow.models.model import Model
 from genflow.models.spec import ModelSpec
 from genflow.objectives.denoising import flow_matching
+from genflow.placement import Placement, as_placement
 from genflow.processes.base import AbstractProcess
 from genflow.samplers import grids
 from genflow.samplers.euler import euler_ode
@@ -100,7 +101,8 @@ class CoupleBatches(IndexedBatches):
 def train_on_couples(spec: ModelSpec, params: nnx.State, tx: optax.GradientTransformation, x0: np.ndarray,
                      x1: np.ndarray, *, labels: np.ndarray | None = None, p_uncond: float = 0.0,
                      workdir: str, steps: int, batch_size: int, seed: int = 0, ema_decay: float = 0.999,
-                     objective: Callable | None = None, mesh: Mesh | None = None, meta: dict | None = None,
+                     objective: Callable | None = None, mesh: "Mesh | Placement | None" = None,
+                     meta: dict | None = None, microbatches: int = 1,
                      log_every: int = 100, ckpt_every: int = 1000, keep: int = 2,
                      on_sample: Callable[[TrainState, int], None] | None = None, sample_every: int = 0,
                      progress: bool = True) -> tuple[TrainState, bool]:
@@ -110,31 +112,33 @@ def train_on_couples(spec: ModelSpec, params: nnx.State, tx: optax.GradientTrans
     Checkpoints (state and data position, atomically) go to ``workdir/checkpoints``, metrics to
     ``workdir/metrics.jsonl``; a workdir with checkpoints is resumed to the same losses.
     ``objective`` defaults to ``coupled(flow_matching)`` (k-rectified flow); ``distillation(k)``
-    trains a k-step sampler. Returns (state, signal): the number of the signal that stopped it
+    trains a k-step sampler. ``mesh`` (a ``Placement``, or a plain mesh: data parallel) places the
+    state, born placed by its rule, and splits the couples over every device; ``microbatches``
+    accumulates the gradient inside the step (``make_train_step``). Returns (state, signal): the number of the signal that stopped it
     early, or None.
     """
     if x0.shape != x1.shape:
         raise ValueError(f"couples must pair equal shapes, got x0 {x0.shape} and x1 {x1.shape}.")
-    n_dev = 1 if mesh is None else mesh.size
+    placement = as_placement(mesh)
+    n_dev = 1 if placement is None else placement.size
     if batch_size % n_dev:
         raise ValueError(f"batch size {batch_size} does not split over {n_dev} devices; use a multiple of {n_dev}.")
     if batch_size > len(x0):
         raise ValueError(f"batch size {batch_size} exceeds the {len(x0)} couples; generate more couples.")
     objective = coupled() if objective is None else objective
-    params = jax.tree.map(jnp.copy, params)  # the train step donates its state
-    state = init_state(params, tx, seed)
-    if mesh is not None:
-        state = jax.device_put(state, NamedSharding(mesh, P()))
+    init = lambda p: init_state(jax.tree.map(jnp.copy, p), tx, seed)  # noqa: E731  (copies: the step donates its state)
+    state = init(params) if placement is None else placement.init(init, params)
     os.makedirs(workdir, exist_ok=True)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=keep)
     position, pending = 0, None
     if checkpointer.latest_step() is not None:
         state, saved = checkpointer.restore(state)
         position, pending = int(saved["data_position"]), saved.get("pending_metrics")
-    sharding = data_sharding(mesh) if mesh is not None else None
+    sharding = placement.batch() if placement is not None else None
     batches = CoupleBatches(np.asarray(x0), np.asarray(x1), labels, batch_size, seed=seed, sharding=sharding,
                             position=position)
-    step_fn = make_train_step(spec, objective, tx, ema_decay=ema_decay, p_uncond=p_uncond, mesh=mesh)
+    step_fn = make_train_step(spec, objective, tx, ema_decay=ema_decay, p_uncond=p_uncond, mesh=placement,
+                              microbatches=microbatches)
     state, stopped = train_loop(state, step_fn, batches, steps=steps, checkpointer=checkpointer, meta=meta,
                                 metrics_path=os.path.join(workdir, "metrics.jsonl"), log_every=log_every,
                                 ckpt_every=ckpt_every, on_sample=on_sample, sample_every=sample_every,

@@ -83,7 +83,7 @@ def sample(model: Model, x1: Array, ts: Array, *, sampler: str = "ddim", method:
       sequential ``sampler`` takes them; method "picard" or "newton"; window W steps per round
       (default N: the whole trajectory); tol the accepted per-step update relative to the noise
       level (0: iterate to the fixed point); max_rounds (default N, which always suffices);
-      jacobian "isotropic" or "full" (Newton); sharding, e.g. ``NamedSharding(mesh, P("data"))``,
+      jacobian "isotropic" or "full" (Newton); sharding, e.g. ``Placement.create().batch()``,
       for the stacked window batch (W * B, ...): the window's steps spread over devices.
     Returns: (x, stats) with x the sequential sampler's output to within the tolerance.
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -61,16 +61,22 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, steps: int,
+def train_loop(state: Any, train_step: Callable, batches: Iterator, *, steps: int,
                checkpointer: Checkpointer | None = None, meta: dict[str, Any] | None = None,
                metrics_path: str | None = None, log_every: int = 50, ckpt_every: int = 500,
                sample_every: int = 0, on_sample: Callable[[TrainState, int], Any] | None = None,
                tensorboard_dir: str | None = None, writer: SummaryWriter | None = None, progress: bool = True,
                max_skipped: int = 0, pending: list[dict] | None = None,
-               snapshot_every: int = 0, on_snapshot: Callable[[TrainState, int], Any] | None = None
-               ) -> tuple[TrainState, int | None]:
+               snapshot_every: int = 0, on_snapshot: Callable[[TrainState, int], Any] | None = None,
+               hooks: Sequence[tuple[int, Callable[[Any, int], Any]]] = (),
+               on_log: Callable[[dict], Any] | None = None) -> tuple[Any, int | None]:
     """Run ``train_step`` from ``state.step`` to ``steps``. Returns (state, signal), ``signal`` the
     number of the SIGTERM or SIGINT that stopped the run early, None when it ran to the end.
+
+    Generic over what the state holds: any pytree with a ``step`` counter (a ``TrainState``, the
+    GAN's ``GANState``), and ``train_step`` any ``(state, batch) -> (state, metrics)`` whose metrics
+    hold ``loss``, ``grad_norm`` and ``skipped`` (a ``genflow.training.stack.Step``, or an
+    ahead-of-time compiled one, as the objective comparison passes).
 
     A logged row's loss and grad_norm are the means of the window's finite steps (None if it has
     none) beside the count of skipped steps. With ``max_skipped`` > 0, that many consecutive
@@ -89,7 +95,9 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
     Progress is a tqdm bar on a terminal and one line per log row elsewhere.
     ``on_snapshot(state, step)`` runs every ``snapshot_every`` steps and at the last one (post-hoc
     EMA snapshots), before that step's checkpoint: a checkpoint at step s implies its snapshot is on
-    disk, so a run resumed from it never lacks one.
+    disk, so a run resumed from it never lacks one. ``hooks``: more such ``(every, fn)`` pairs,
+    ``fn(state, step)`` run every ``every`` steps and at the last one at the same point (the
+    comparison's Fisher curve). ``on_log(row)`` receives each log row as written.
     """
     start = int(jax.device_get(state.step))
     lead = is_lead()   # in a multi-process run only process 0 writes the logs; every process checkpoints
@@ -103,6 +111,8 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
     bar = progress_bar(steps, initial=start, disable=not progress or not lead, desc="train", unit="step", every=0)
     last_time, last_step = time.perf_counter(), start
     consecutive = 0
+    periodic = ([(snapshot_every, on_snapshot)] if on_snapshot is not None and snapshot_every else []) + [
+        (every, fn) for every, fn in hooks if every]
 
     def save(step: int) -> None:
         if checkpointer is not None:
@@ -134,6 +144,8 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
             metrics_file.append_row(metrics_path, row)
         if writer is not None:
             writer.scalars(step, {k: v for k, v in row.items() if k != "step" and v is not None})
+        if on_log is not None:
+            on_log(row)
         bar.set_postfix(loss="none finite" if row["loss"] is None else f"{row['loss']:.4g}")
         pending, last_time, last_step = [], now, step
         if max_skipped and consecutive >= max_skipped:
@@ -158,8 +170,9 @@ def train_loop(state: TrainState, train_step: Callable, batches: Iterator, *, st
                     if checkpointer is not None:
                         checkpointer.wait()
                     raise
-            if on_snapshot is not None and snapshot_every and (step % snapshot_every == 0 or step == steps):
-                on_snapshot(state, step)
+            for every, fn in periodic:
+                if step % every == 0 or step == steps:
+                    fn(state, step)
             if step % ckpt_every == 0 or step == steps or stop.raised:
                 save(step)
             if on_sample is not None and sample_every and step % sample_every == 0 and step != steps:

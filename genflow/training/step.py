@@ -1,10 +1,9 @@
-"""The jitted, sharded train step: one pure function of (state, batch)."""
+"""The diffusion / flow-matching train step: an objective on the training stack (``stack.py``)."""
 from __future__ import annotations
 
 from typing import Callable
 
 import jax
-import numpy as np
 import jax.numpy as jnp
 import optax
 from flax import nnx
@@ -13,8 +12,9 @@ from jax.sharding import Mesh
 from genflow.models.conditioning import drop_labels
 from genflow.models.model import Model
 from genflow.models.spec import ModelSpec
-from genflow.placement import AXES, Placement
+from genflow.placement import Placement, as_placement  # noqa: F401  (as_placement: its old import path)
 from genflow.training import posthoc_ema
+from genflow.training.stack import Step, accumulate, advance, apply_gradients, make_step
 from genflow.training.state import TrainState
 
 LABEL_STREAM = 0x6C61626C  # "labl": label dropout's key, fold_in(step key, LABEL_STREAM)
@@ -27,15 +27,6 @@ def make_mesh(devices=None) -> Mesh:
     return Placement.create({"data": -1, "fsdp": 1}, devices).mesh
 
 
-def as_placement(mesh: "Mesh | Placement") -> Placement:
-    """A Placement for a mesh given the old way (1-D ``data``) or a Placement itself."""
-    if isinstance(mesh, Placement):
-        return mesh
-    if tuple(mesh.axis_names) == AXES:
-        return Placement(mesh)
-    return Placement(Mesh(np.asarray(mesh.devices).reshape(-1, 1), AXES))
-
-
 def has_dropout_stream(rest: nnx.State) -> bool:
     """Whether the non-parameter state holds a ``dropout`` RNG stream to reseed each step."""
     return any(getattr(v, "tag", None) == "dropout" for v in jax.tree.leaves(rest, is_leaf=lambda v: isinstance(v, nnx.Variable)))
@@ -43,8 +34,9 @@ def has_dropout_stream(rest: nnx.State) -> bool:
 
 def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTransformation, *, ema_decay: float,
                     p_uncond: float = 0.0, mesh: "Mesh | Placement | None" = None,
-                    ema_sigma_rels: tuple[float, ...] = (), microbatches: int = 1):
-    """``train_step(state, batch) -> (state, metrics)``, jitted with the state donated.
+                    ema_sigma_rels: tuple[float, ...] = (), microbatches: int = 1) -> Step:
+    """``train_step(state, batch) -> (state, metrics)``, jitted with the state donated: the objective's
+    loss on the training stack (``accumulate``, ``apply_gradients``, ``advance``, ``make_step``).
 
     ``batch`` is a mapping with ``"x0"`` (B, ...) and optionally ``"cond"`` (B,) integer labels
     and any other per-example fields the objective takes by keyword (ReFlow's coupled noise
@@ -57,9 +49,10 @@ def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTra
     over every device; XLA inserts the gathers, the gradient all-reduce or reduce-scatter.
     ``microbatches = k`` accumulates the gradient over k pieces of the batch inside the one step
     (piece i holds examples i, i + k, ..., so each piece still spans every device; its randomness
-    is ``fold_in(key, i)``): the step's memory is that of B / k examples. A step whose loss, gradient norm or update is not finite keeps the old
-    params, optimizer state and EMA (``metrics['skipped']`` = 1) but still advances ``step``
-    so the RNG and data stream stay aligned with an uninterrupted run.
+    is ``fold_in(key, i)``): the step's memory is that of B / k examples. A step whose loss,
+    gradient norm or update is not finite keeps the old params, optimizer state and EMA
+    (``metrics['skipped']`` = 1) but still advances ``step`` so the RNG and data stream stay
+    aligned with an uninterrupted run.
 
     ``ema_sigma_rels``: the power-function EMAs in ``state.phema`` (one per value, EDM2 Sec. 3),
     updated after the constant-decay ``ema``. They average the parameters the step leaves (the old
@@ -84,23 +77,7 @@ def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTra
         model = Model(net, spec.process, spec.parameterization)
         return objective(model, batch["x0"], k_obj, **extras)
 
-    value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
-
-    def loss_and_grad(params, batch, key):
-        if microbatches == 1:
-            return value_and_grad(params, batch, key)
-        k = microbatches
-        pieces = jax.tree.map(lambda v: v.reshape((v.shape[0] // k, k) + v.shape[1:]).swapaxes(0, 1), batch)
-
-        def body(acc, inputs):
-            i, piece = inputs
-            out = value_and_grad(params, piece, jax.random.fold_in(key, i))
-            return jax.tree.map(jnp.add, acc, out), None
-
-        shapes = jax.eval_shape(value_and_grad, params, jax.tree.map(lambda v: v[0], pieces), key)
-        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-        total, _ = jax.lax.scan(body, zeros, (jnp.arange(k), pieces))
-        return jax.tree.map(lambda v: v / k, total)        # means of equal pieces: the batch's mean
+    loss_and_grad = accumulate(jax.value_and_grad(loss_fn, has_aux=True), microbatches)
 
     def train_step(state: TrainState, batch):
         if len(state.phema) != len(gammas):   # at trace time: a state built for other profiles
@@ -108,39 +85,9 @@ def make_train_step(spec: ModelSpec, objective: Objective, tx: optax.GradientTra
                              f"{len(gammas)} (ema_sigma_rels={tuple(ema_sigma_rels)}); build both from the same values.")
         key = jax.random.fold_in(state.key, state.step)
         (loss, metrics), grads = loss_and_grad(state.params, dict(batch), key)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema, params)
-        grad_norm = optax.tree.norm(grads)
-        # The update is checked too: a finite gradient can still make non-finite parameters (a NaN
-        # learning rate, an optimizer state that overflowed), and those must never reach a checkpoint.
-        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(updates))
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-        new_params = keep(params, state.params)
-        new_state = TrainState(step=state.step + 1, params=new_params,
-                               opt_state=keep(opt_state, state.opt_state), ema=keep(ema, state.ema),
-                               key=state.key, phema=posthoc_ema.update(state.phema, new_params, state.step + 1, gammas))
-        metrics = dict(metrics, grad_norm=grad_norm, skipped=(~ok).astype(jnp.int32))
+        update = apply_gradients(tx, state.params, state.opt_state, grads, loss)
+        new_state = advance(state, update, ema_decay=ema_decay, gammas=gammas)
+        metrics = dict(metrics, grad_norm=update.grad_norm, skipped=(~update.ok).astype(jnp.int32))
         return new_state, metrics
 
-    if microbatches < 1:
-        raise ValueError(f"microbatches must be a positive integer, got {microbatches}.")
-    if mesh is None:
-        return jax.jit(train_step, donate_argnums=0)
-    placement = as_placement(mesh)
-    compiled: dict = {}
-
-    def jitted(state: TrainState):
-        # the state's shardings follow from its shapes (the placement's rule): built at the first call
-        if "fn" not in compiled:
-            shardings = placement.shardings(state)
-            compiled["fn"] = jax.jit(train_step, donate_argnums=0, in_shardings=(shardings, placement.batch()),
-                                     out_shardings=(shardings, placement.replicated()))
-        return compiled["fn"]
-
-    def step(state: TrainState, batch):
-        return jitted(state)(state, batch)
-
-    step.lower = lambda state, batch: jitted(state).lower(state, batch)
-    step.placement = placement
-    return step
+    return make_step(train_step, mesh)
