@@ -145,6 +145,7 @@ def _prepare_out(out_dir: str, exp: C.Experiment, info: dict[str, Any]) -> None:
 def _train(run, couplings: Couplings, out_dir: str, exp: C.Experiment, *, objective, steps: int, batch_size: int,
            seed: int, lr: float | None, progress: bool):
     from genflow.cli import build
+    from genflow.cli.run import build_placement
 
     o = exp.optim
     tx = build.build_optimizer(o, lr)
@@ -152,7 +153,8 @@ def _train(run, couplings: Couplings, out_dir: str, exp: C.Experiment, *, object
     try:
         return train_on_couples(run.spec, run.params, tx, couplings.x0, couplings.x1, labels=couplings.labels,
                                 p_uncond=p_uncond, workdir=out_dir, steps=steps, batch_size=batch_size, seed=seed,
-                                ema_decay=o.ema_decay, objective=objective, mesh=run.mesh,
+                                ema_decay=o.ema_decay, objective=objective, mesh=build_placement(exp),
+                                microbatches=exp.train.microbatches,
                                 meta={"experiment": exp.name}, log_every=exp.train.log_every,
                                 ckpt_every=exp.train.ckpt_every, keep=exp.train.keep, progress=progress)
     except ValueError as e:
