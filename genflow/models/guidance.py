@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from genflow.models.conditioning import null_labels
-from genflow.models.model import Model
+from genflow.models.model import Model, WrappedModel
 from genflow.processes.base import AbstractProcess, expand_like
 
 
@@ -40,7 +40,7 @@ def constant(w: Array, t: Array, process: AbstractProcess) -> Array:
 
 
 @jax.tree_util.register_pytree_node_class
-class Guided(Model):
+class Guided(WrappedModel):
     """``Guided(model, w, guide=None, interval=None, schedule=constant)``: a guided Model.
 
     Args:
@@ -73,23 +73,6 @@ class Guided(Model):
         obj.model, obj.guide, obj.w, obj.s_lo, obj.s_hi = children
         (obj.schedule,) = aux
         return obj
-
-    # the Model interface: the inner model's process, parameterization, network and null label
-    @property
-    def process(self):
-        return self.model.process
-
-    @property
-    def parameterization(self):
-        return self.model.parameterization
-
-    @property
-    def net(self):
-        return self.model.net
-
-    @property
-    def null_label(self):
-        return self.model.null_label
 
     def __repr__(self):
         kind = "autoguidance" if self.guide is not None else "classifier-free"

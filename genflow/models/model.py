@@ -142,3 +142,26 @@ class Model:
     def velocity(self, x, t, cond=None):
         """PF-ODE velocity dx/dt = f x - g^2 score / 2 = E[alpha_dot x0 + sigma_dot eps | x]."""
         return self.predict("velocity", x, t, cond)
+
+
+class WrappedModel(Model):
+    """A Model standing on another one, ``self.model``: its process, parameterization, network and
+    null label are the inner model's; a subclass changes only how the raw output is produced
+    (``__call__``: guidance's two branches, a parallel sampler's fixed answer). Subclasses are
+    pytrees of their own."""
+
+    @property
+    def process(self):
+        return self.model.process
+
+    @property
+    def parameterization(self):
+        return self.model.parameterization
+
+    @property
+    def net(self):
+        return self.model.net
+
+    @property
+    def null_label(self):
+        return self.model.null_label

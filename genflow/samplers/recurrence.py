@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from genflow.models.model import Model
+from genflow.models.model import Model, WrappedModel
 
 Carry = tuple[Array, ...]
 
@@ -57,7 +57,7 @@ def run(model: Model, rec: Recurrence, x1: Array, cond: Any = None) -> Array:
 
 
 @jax.tree_util.register_pytree_node_class
-class FrozenOutput(Model):
+class FrozenOutput(WrappedModel):
     """``model`` with its network's raw output fixed to ``out`` (any x, t, cond): every prediction
     (x0, eps, score, velocity...) is ``model``'s conversion of ``out`` at the x and t it is asked at."""
 
@@ -70,22 +70,6 @@ class FrozenOutput(Model):
     @classmethod
     def tree_unflatten(cls, aux, children):
         return cls(*children)
-
-    @property
-    def process(self):
-        return self.model.process
-
-    @property
-    def parameterization(self):
-        return self.model.parameterization
-
-    @property
-    def net(self):
-        return self.model.net
-
-    @property
-    def null_label(self):
-        return self.model.null_label
 
     def __repr__(self):
         return f"FrozenOutput({self.model!r})"
