@@ -29,6 +29,7 @@ class Data:
     image_size: int = 32            # folder: center crop + resize to this
     channels: int = 3               # folder: 1 (grey) or 3 (RGB)
     labels: bool = False            # folder: class labels from subfolder names
+    workers: int = 2                # TFDS/folder: batches read ahead at once, one host thread each (speed only)
 
 
 @dataclass(frozen=True)

@@ -309,7 +309,7 @@ def _build_image_data(cfg: C.Data, batch_size: int, seed: int, sharding, positio
                 test = tfds_source.open_source(cfg.name, "test" if cfg.name != "celeb_a" else "validation", cfg.data_dir)
                 held_fetch, held_size = tfds_source.make_fetch(test, spec), min(cfg.holdout, len(test))
         batches = IndexedBatches(fetch, size, batch_size, seed=seed, random_flip=cfg.random_flip,
-                                 sharding=sharding, position=position)
+                                 sharding=sharding, position=position, workers=cfg.workers)
     except ValueError as e:  # includes DatasetNotPrepared and empty or missing folders
         raise ConfigError(str(e)) from None
     heldout, heldout_labels = held_fetch(np.arange(held_size)) if held_size else (np.zeros((0,) + shape, np.float32), None)
