@@ -91,11 +91,12 @@ def sources(root: str, n: int, sizes: list[int], kinds: list[str]):
     mesh = make_mesh()
     sharding = data_sharding(mesh)
     out = []
-    try:
-        import tensorflow_datasets  # noqa: F401
-    except ImportError:
-        kinds = [k for k in kinds if k != "tfds"]
-        print("tensorflow_datasets is not installed: no tfds rows")
+    if "tfds" in kinds:
+        try:
+            import tensorflow_datasets  # noqa: F401
+        except ImportError:
+            kinds = [k for k in kinds if k != "tfds"]
+            print("tensorflow_datasets is not installed: no tfds rows")
     if "tfds" in kinds:
         from _tfds_files import write_tfds
         from genflow.data import IndexedBatches, tfds_source
