@@ -38,7 +38,7 @@ PEAKS=(--peak-tflops "$PEAK_BF16" --peak-tflops-fp32 "$PEAK_FP32")
 if [ "$SMOKE" = 1 ]; then
   TINY=(--tiny); DATA=(--smoke --sources folder memory --sizes 32)
 else
-  TINY=(); DATA=(--sources folder memory --sizes 32 --batches 512 --workers 1 4 8)
+  TINY=(); DATA=(--sources folder memory --sizes 32 64 --batches 512 --workers 1 4 8 --examples 1024 --seconds 0.4)
 fi
 
 SUMMARY=()

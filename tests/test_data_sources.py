@@ -111,6 +111,8 @@ def test_more_reader_threads_give_exactly_the_same_batches(tmp_path):
     assert _batches_equal(next(many), want[2]) and _batches_equal(next(many), want[3])
     with pytest.raises(ValueError, match="data workers must be at least 1"):
         IndexedBatches(fetch, len(paths), 4, workers=0)
+    with pytest.raises(ConfigError, match="data.workers must be positive, got 0"):
+        build.validate(C.Experiment(data=C.Data(workers=0)))
 
 
 def _write_tfds():

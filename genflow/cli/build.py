@@ -94,7 +94,7 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
     for key, value in [("train.keep", exp.train.keep), ("net.width", exp.net.width), ("net.depth", exp.net.depth),
                        ("net.emb_dim", exp.net.emb_dim), ("net.channels", exp.net.channels),
                        ("net.num_res_blocks", exp.net.num_res_blocks), ("net.heads", exp.net.heads),
-                       ("net.patch", exp.net.patch)]:
+                       ("net.patch", exp.net.patch), ("data.workers", exp.data.workers)]:
         if value <= 0:
             hint = " (the number of checkpoints kept; 0 would delete them all)" if key == "train.keep" else ""
             raise ConfigError(f"{key} must be positive{hint}, got {value}.")
