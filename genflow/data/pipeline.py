@@ -7,8 +7,9 @@ only its own slice of them; ``jax.make_array_from_process_local_data`` assembles
 
 Why not grain: its samplers give the same per-epoch shuffling, but a stream that is a pure
 function of (seed, i) needs no iterator state in checkpoints and no worker processes (which
-need absl flags marked as parsed); a one-batch-ahead host thread is enough for data sets that
-decode this cheaply.
+need absl flags marked as parsed); host threads reading batches ahead (``workers``) are enough
+for data sets that decode this cheaply: 10,700 img/s of CIFAR-10 records on one core, 3.3x what a
+GPU trains on (benchmarks/data_rate.py).
 """
 from __future__ import annotations
 

@@ -3,10 +3,11 @@
 A data set must be prepared once where there is internet (``tfds build NAME``, which needs
 TensorFlow there); training then reads its ArrayRecord files with no TensorFlow installed.
 
-``make_fetch`` reads records raw and parses only the image and the label itself: TFDS's own decoding
-turns every feature of a record into numpy (CelebA has 51 besides the image), which took about
-half the time per image and holds the GIL, so more reader threads did not help. The image is
-decoded with PIL as TFDS does without OpenCV, so the pixels are the same.
+``make_fetch`` reads records raw and parses only the image and the label itself: TFDS's own
+decoding turns every feature of a record into numpy (CelebA has 51 besides the image) under the
+GIL, 30% (CIFAR-10) to 40% (CelebA) of the time per image (benchmarks/data_rate.py). The image
+is decoded with PIL, as TFDS does without OpenCV, so the pixels are TFDS's (with OpenCV
+installed TFDS would decode JPEGs with it instead; genflow's batches do not depend on that).
 """
 from __future__ import annotations
 
