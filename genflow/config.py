@@ -29,6 +29,8 @@ class Data:
     image_size: int = 32            # folder: center crop + resize to this
     channels: int = 3               # folder: 1 (grey) or 3 (RGB)
     labels: bool = False            # folder: class labels from subfolder names
+    workers: int = 1                # TFDS/folder: batches read ahead at once, one host thread each (speed only;
+                                    # 2+ pays for JPEG/resize/64x64 decoding, costs small PNGs: data_rate.py)
 
 
 @dataclass(frozen=True)

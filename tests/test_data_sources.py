@@ -88,3 +88,61 @@ def test_train_on_mock_mnist_end_to_end(tmp_path):
     with tfds.testing.mock_data(num_examples=16):
         summary = train(exp, str(tmp_path / "run"), progress=False)
     assert summary["step"] == 2 and os.path.exists(tmp_path / "run" / "samples.png")
+
+
+def _batches_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+
+def test_more_reader_threads_give_exactly_the_same_batches(tmp_path):
+    """data.workers changes speed only: batch i is the same for (seed, i) at any thread count,
+    across epochs, on resume mid-stream and after the position is moved."""
+    root = str(tmp_path / "imgs")
+    _write_images(root, [f"c{i % 3}/{i:02d}.png" for i in range(21)], size=(9, 7))
+    paths, labels, _ = folder.scan_folder(root, labels_from_subfolders=True)
+    fetch = folder.make_fetch(paths, labels, 6)
+    one = IndexedBatches(fetch, len(paths), 4, seed=5, random_flip=True, workers=1)
+    want = [next(one) for _ in range(12)]  # 5 batches per epoch: two epochs and a bit
+    many = IndexedBatches(fetch, len(paths), 4, seed=5, random_flip=True, workers=3)
+    assert all(_batches_equal(next(many), w) for w in want)
+    resumed = IndexedBatches(fetch, len(paths), 4, seed=5, random_flip=True, workers=3, position=7)
+    assert all(_batches_equal(next(resumed), w) for w in want[7:])
+    many.position = 2  # the batches read ahead for position 12 onwards must not be handed out
+    assert _batches_equal(next(many), want[2]) and _batches_equal(next(many), want[3])
+    with pytest.raises(ValueError, match="data workers must be at least 1"):
+        IndexedBatches(fetch, len(paths), 4, workers=0)
+    with pytest.raises(ConfigError, match="data.workers must be positive, got 0"):
+        build.validate(C.Experiment(data=C.Data(workers=0)))
+
+
+def _write_tfds():
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    from _tfds_files import write_tfds
+
+    return write_tfds
+
+
+@pytest.mark.parametrize("name, shape, fmt", [("cifar10", (32, 32), "PNG"), ("celeb_a", (218, 178), "JPEG")])
+def test_raw_tfds_records_give_the_batches_tfds_decoding_gives(tmp_path, name, shape, fmt):
+    """The training path parses raw ArrayRecord records itself (image and label only); on real
+    TFDS files it yields exactly what TFDS's own decoding of every feature yields, before and
+    after the CLI's flips and batching."""
+    rng = np.random.default_rng(0)
+    images = np.repeat(np.repeat(rng.integers(0, 256, (24,) + tuple(s // 8 for s in shape) + (3,), dtype=np.uint8),
+                                 8, 1), 8, 2)
+    images = np.pad(images, [(0, 0), (0, shape[0] - images.shape[1]), (0, shape[1] - images.shape[2]), (0, 0)])
+    _write_tfds()(name, str(tmp_path), images, labels=np.arange(24) % 10, image_format=fmt)
+    spec = tfds_source.SPECS[name]
+    source = tfds_source.open_source(name, "train", str(tmp_path))
+    decoded, raw = tfds_source.make_fetch(source, spec, raw=False), tfds_source.make_fetch(source, spec)
+    assert isinstance(source.data_source[0], bytes)  # the raw path parses serialized records itself
+    idx = rng.permutation(24)[:10]
+    (xd, yd), (xr, yr) = decoded(idx), raw(idx)
+    assert xr.shape == (10,) + spec.shape and np.array_equal(xd, xr)
+    assert (yd is None and yr is None) or np.array_equal(yd, yr)
+    before = IndexedBatches(decoded, 24, 8, seed=1, random_flip=True, workers=1)
+    cli = build.build_data(C.Data(name=name, data_dir=str(tmp_path), holdout=0, random_flip=True, workers=2),
+                           8, 1, None).batches
+    assert all(_batches_equal(next(before), next(cli)) for _ in range(5))

@@ -94,7 +94,7 @@ def validate(exp: C.Experiment, guide: str | None = None) -> None:
     for key, value in [("train.keep", exp.train.keep), ("net.width", exp.net.width), ("net.depth", exp.net.depth),
                        ("net.emb_dim", exp.net.emb_dim), ("net.channels", exp.net.channels),
                        ("net.num_res_blocks", exp.net.num_res_blocks), ("net.heads", exp.net.heads),
-                       ("net.patch", exp.net.patch)]:
+                       ("net.patch", exp.net.patch), ("data.workers", exp.data.workers)]:
         if value <= 0:
             hint = " (the number of checkpoints kept; 0 would delete them all)" if key == "train.keep" else ""
             raise ConfigError(f"{key} must be positive{hint}, got {value}.")
@@ -309,7 +309,7 @@ def _build_image_data(cfg: C.Data, batch_size: int, seed: int, sharding, positio
                 test = tfds_source.open_source(cfg.name, "test" if cfg.name != "celeb_a" else "validation", cfg.data_dir)
                 held_fetch, held_size = tfds_source.make_fetch(test, spec), min(cfg.holdout, len(test))
         batches = IndexedBatches(fetch, size, batch_size, seed=seed, random_flip=cfg.random_flip,
-                                 sharding=sharding, position=position)
+                                 sharding=sharding, position=position, workers=cfg.workers)
     except ValueError as e:  # includes DatasetNotPrepared and empty or missing folders
         raise ConfigError(str(e)) from None
     heldout, heldout_labels = held_fetch(np.arange(held_size)) if held_size else (np.zeros((0,) + shape, np.float32), None)

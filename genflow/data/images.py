@@ -22,4 +22,7 @@ def center_crop_resize(img: np.ndarray, size: int, crop: int | None = None) -> n
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:
     """uint8 images in [0, 255] -> float32 in [-1, 1] (x / 127.5 - 1)."""
-    return images.astype(np.float32) / 127.5 - 1.0
+    out = images.astype(np.float32)
+    np.divide(out, 127.5, out=out)  # in place: the same two roundings as x / 127.5 - 1, no temporaries
+    np.subtract(out, 1.0, out=out)
+    return out

@@ -2,9 +2,16 @@
 
 A data set must be prepared once where there is internet (``tfds build NAME``, which needs
 TensorFlow there); training then reads its ArrayRecord files with no TensorFlow installed.
+
+``make_fetch`` reads records raw and parses only the image and the label itself: TFDS's own
+decoding turns every feature of a record into numpy (CelebA has 51 besides the image) under the
+GIL, 30% (CIFAR-10) to 40% (CelebA) of the time per image (benchmarks/data_rate.py). The image
+is decoded with PIL, as TFDS does without OpenCV, so the pixels are TFDS's (with OpenCV
+installed TFDS would decode JPEGs with it instead; genflow's batches do not depend on that).
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,15 +53,39 @@ def open_source(name: str, split: str = "train", data_dir: str | None = None):
         ) from None
 
 
-def make_fetch(source, spec: TFDSSpec):
-    """fetch(indices) -> (images float32 (B, H, W, C) in [-1, 1], labels int32 or None)."""
+def make_fetch(source, spec: TFDSSpec, raw: bool = True):
+    """fetch(indices) -> (images float32 (B, H, W, C) in [-1, 1], labels int32 or None).
+
+    With ``raw`` the records are read from the ArrayRecord source under ``source`` (its
+    ``data_source``) and parsed here; a source without one (``tfds.testing.mock_data``'s gives
+    decoded dicts there) and ``raw=False`` read TFDS's decoded records. Both give the same batches."""
+    if raw:
+        source = getattr(source, "data_source", source)
 
     def fetch(idx: np.ndarray):
-        records = [source[int(i)] for i in idx]
-        imgs = np.stack([center_crop_resize(np.asarray(r["image"]), spec.shape[0], spec.crop) for r in records])
-        labels = None
-        if spec.num_classes is not None:
-            labels = np.asarray([r["label"] for r in records], np.int32)
-        return to_unit_range(imgs), labels
+        images = np.empty((len(idx),) + spec.shape, np.uint8)
+        labels = None if spec.num_classes is None else np.empty(len(idx), np.int32)
+        for k, i in enumerate(idx):
+            image, label = _image_and_label(source[int(i)], labels is not None)
+            images[k] = center_crop_resize(image, spec.shape[0], spec.crop)
+            if labels is not None:
+                labels[k] = label
+        return to_unit_range(images), labels
 
     return fetch
+
+
+def _image_and_label(record, want_label: bool) -> tuple[np.ndarray, int | None]:
+    """(image uint8 (H, W, C), label or None) of one record: a decoded dict, or the bytes of the
+    tf.train.Example TFDS writes (the image encoded under "image", the class under "label")."""
+    if isinstance(record, dict):
+        image, label = np.asarray(record["image"]), (record["label"] if want_label else None)
+    else:
+        from PIL import Image
+        from tensorflow_datasets.proto import tf_example_pb2
+
+        feature = tf_example_pb2.Example.FromString(record).features.feature
+        with Image.open(io.BytesIO(feature["image"].bytes_list.value[0])) as im:
+            image = np.asarray(im, dtype=np.uint8)
+        label = feature["label"].int64_list.value[0] if want_label else None
+    return (image[..., None] if image.ndim == 2 else image), label
