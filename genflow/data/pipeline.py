@@ -18,14 +18,16 @@ from typing import Callable
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+
+from genflow.placement import as_placement
 
 Fetch = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over every axis of the mesh (``Placement.batch()``: data and fsdp)."""
-    return NamedSharding(mesh, P(tuple(mesh.axis_names)))
+    """Leading (batch) axis split over every device: the mesh's placement's ``batch()``."""
+    return as_placement(mesh).batch()
 
 
 def put_global(batch: np.ndarray, sharding: NamedSharding) -> jax.Array:
