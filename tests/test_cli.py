@@ -170,6 +170,7 @@ def test_unconditional_run_refuses_labels_and_cfg(capsys, tmp_path):
     assert code == 2 and "has no labels" in err and not os.path.exists(str(tmp_path / "never"))
 
 
+@pytest.mark.slow  # a 32x32 U-Net compiled end to end; the CIFAR-free load path is the same as the digits runs'
 def test_sampling_a_cifar10_run_needs_no_cifar10_files(capsys, tmp_path, monkeypatch):
     """A run's config and checkpoint are all `genflow sample` reads: a CIFAR-10 (U-Net, EDM
     preconditioning) run with no TFDS data anywhere samples; reading the data would fail."""
@@ -198,6 +199,7 @@ def test_sampling_a_cifar10_run_needs_no_cifar10_files(capsys, tmp_path, monkeyp
     assert np.load(out)["samples"].shape == (8, 32, 32, 3)
 
 
+@pytest.mark.slow  # the unconditional reflow/distill commands and conditional sampling are checked by the default run
 def test_conditional_reflow_and_distillation(capsys, tmp_path):
     """A class-conditional rectified flow reflows: each couple keeps the label it was generated with,
     and the 2-RF and the distilled sampler are conditional runs that sample with labels."""

@@ -97,7 +97,9 @@ def test_gradient_accumulation_equals_the_big_batch_step():
     acc, acc_losses = train(p, objective=quadratic, microbatches=4)
     np.testing.assert_allclose(acc_losses, big_losses, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(jax.device_get(big.params)), jax.tree.leaves(jax.device_get(acc.params))):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        # Adam (lr 1e-3) divides by sqrt(v): a gradient entry near zero, summed in another order over
+        # the pieces, moves its update by a few 1e-7 (seen: 1.9e-7); 1e-6 is 0.1% of one step
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("spec,message", [

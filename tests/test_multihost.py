@@ -59,6 +59,7 @@ def _cli(args, nproc, port, extra_env=None):
         assert p.returncode == 0, err[-3000:]
 
 
+@pytest.mark.slow  # two-process training is checked by test_two_processes_equal_one; this adds the CLI's log writing
 def test_a_two_process_cli_run_writes_its_logs_once_and_equals_one_process(tmp_path):
     common = ["train", "--no-progress", "--set", "train.steps=4", "--set", "train.log_every=2", "--set",
               "train.ckpt_every=2", "--set", "train.mesh=1,-1", "--set", "train.batch_size=32", "--set",

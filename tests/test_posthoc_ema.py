@@ -252,6 +252,7 @@ def test_cli_train_ema_sample_on_the_digits(tmp_path, capsys):
         assert "has no EMA snapshots" in err and err.count("\n") == 1, err
 
 
+@pytest.mark.slow  # an older run layout; resuming with the profiles is checked by the kill/resume tests
 def test_a_run_from_before_post_hoc_ema_still_resumes(tmp_path, capsys):
     """A config.json without train.ema_sigma_rels (and checkpoints without power EMAs) is a run that
     tracked none: it resumes as before, and `genflow ema` says it has no snapshots."""

@@ -145,7 +145,9 @@ def test_train_on_couples_on_fsdp_with_accumulation_equals_one_device(tmp_path):
     assert max(placement.bytes_per_device(sharded.params).values()) < 0.3 * sum(
         p.nbytes for p in jax.tree.leaves(sharded.params))
     for p, q in zip(jax.tree.leaves(jax.device_get(one.params)), jax.tree.leaves(jax.device_get(sharded.params))):
-        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
+        # Adam (lr 1e-2) divides by sqrt(v): a gradient entry near zero, reduced in another order over
+        # 8 devices and 2 pieces, moves its update by a few 1e-6 (seen: 1.8e-6); 1e-5 is 0.1% of a step
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow   # ~30 s of CPU: trains a run, two reflows and a distillation through the commands

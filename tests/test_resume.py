@@ -169,7 +169,7 @@ def _data_files(directory):
     return [f for f in files if os.path.getsize(f) > 512]
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate"])
+@pytest.mark.parametrize("damage", ["flip", pytest.param("truncate", marks=pytest.mark.slow)])
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, capsys, damage):
     """Flipped bytes or a truncated file in the latest checkpoint: sampling and resuming use the one
     before, with a warning naming both; the resumed run still ends with the uninterrupted losses."""

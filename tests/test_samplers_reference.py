@@ -23,6 +23,7 @@ from genflow.samplers import grids
 from genflow.samplers import (dpm_2, dpm_2_ancestral, dpm_solver_pp_2m, dpm_solver_pp_2m_sde,
                               dpm_solver_pp_2s_ancestral, dpm_solver_pp_3m, dpm_solver_pp_3m_sde, edm_euler, edm_heun,
                               euler_ancestral, lms)
+from tests.helpers import tiered_product
 
 FIXTURE = np.load(os.path.join(os.path.dirname(__file__), "data", "kdiffusion_samplers.npz"))
 KEY = jax.random.PRNGKey(7)
@@ -69,8 +70,10 @@ def test_the_fixture_noise_is_genflows_step_noise(x64):
         np.testing.assert_array_equal(np.asarray(normal_like(KEY, i, x)), noise)
 
 
-@pytest.mark.parametrize("process_name", list(PROCESSES))
-@pytest.mark.parametrize("name", list(CALLS))
+# Default run: each k-diffusion sampler on one of the four processes in turn (the samplers' steps
+# are process-free given the levels; the process enters through the model's conversions).
+@pytest.mark.parametrize("name, process_name", tiered_product(
+    list(CALLS), list(CALLS), list(PROCESSES), list(PROCESSES), fast=lambda i, j: j == i % len(PROCESSES)))
 def test_equals_k_diffusion(name, process_name, x64):
     process = PROCESSES[process_name]
     ts = grid_of_levels(process, FIXTURE["sigmas"])
@@ -112,9 +115,9 @@ def test_unipc_equals_the_authors_code(skip, variant, order, x64):
 IPNDM = np.load(os.path.join(os.path.dirname(__file__), "data", "ipndm_reference.npz"))
 
 
-@pytest.mark.parametrize("process_name", list(PROCESSES))
-@pytest.mark.parametrize("order", [4, 2])
-@pytest.mark.parametrize("denoise", [False, True])
+@pytest.mark.parametrize("order, denoise, process_name", tiered_product(
+    [(4, False), (2, False), (4, True), (2, True)], ["4-False", "2-False", "4-True", "2-True"],
+    list(PROCESSES), list(PROCESSES), fast=lambda i, j: j == i % len(PROCESSES)))
 def test_ipndm_equals_diff_sampler(order, denoise, process_name, x64):
     from genflow.samplers import ipndm
 

@@ -19,7 +19,7 @@ from genflow.samplers import (ancestral, ddim, dpm_2, dpm_2_ancestral, dpm_solve
                               dpm_solver_pp_2s_ancestral, dpm_solver_pp_3m, dpm_solver_pp_3m_sde, edm_euler, edm_heun,
                               euler_ancestral, grids, ipndm, lms, ode_sample, predictor_corrector, sde_sample, unipc)
 from genflow.samplers import euler_maruyama as euler_maruyama_
-from tests.helpers import ALL_PROCESSES, IDS
+from tests.helpers import ALL_PROCESSES, IDS, tiered, tiered_product
 
 N = 2000  # samples per energy-distance check
 M, S = 2.0, 0.5
@@ -60,15 +60,21 @@ def test_karras_grid_is_uniform_in_t_for_edm_and_log_snr_grid_is_uniform_in_lamb
 
 # -- exactness on a point mass: catches any off-by-one in the time grid -------------------------
 
-@pytest.mark.parametrize("process", ALL_PROCESSES, ids=IDS)
-@pytest.mark.parametrize("sampler", [ddim, edm_euler, edm_heun, dpm_solver_pp_2m, dpm_2, lms, dpm_solver_pp_3m,
-                                     lambda m, x, ts: dpm_solver_pp_2m_sde(m, x, ts, eta=0.0),
-                                     lambda m, x, ts: euler_ancestral(m, x, ts, eta=0.0),
-                                     lambda m, x, ts: dpm_solver_pp_2s_ancestral(m, x, ts, eta=0.0),
-                                     unipc, lambda m, x, ts: unipc(m, x, ts, variant="bh1", order=2), ipndm],
-                         ids=["ddim", "edm_euler", "edm_heun", "dpm_solver_pp_2m", "dpm_2", "lms", "dpm_solver_pp_3m",
-                              "dpm_solver_pp_2m_sde_eta0", "euler_ancestral_eta0", "dpm_solver_pp_2s_eta0",
-                              "unipc_bh2_3", "unipc_bh1_2", "ipndm"])
+POINT_MASS_SAMPLERS = [ddim, edm_euler, edm_heun, dpm_solver_pp_2m, dpm_2, lms, dpm_solver_pp_3m,
+                       lambda m, x, ts: dpm_solver_pp_2m_sde(m, x, ts, eta=0.0),
+                       lambda m, x, ts: euler_ancestral(m, x, ts, eta=0.0),
+                       lambda m, x, ts: dpm_solver_pp_2s_ancestral(m, x, ts, eta=0.0),
+                       unipc, lambda m, x, ts: unipc(m, x, ts, variant="bh1", order=2), ipndm]
+POINT_MASS_IDS = ["ddim", "edm_euler", "edm_heun", "dpm_solver_pp_2m", "dpm_2", "lms", "dpm_solver_pp_3m",
+                  "dpm_solver_pp_2m_sde_eta0", "euler_ancestral_eta0", "dpm_solver_pp_2s_eta0",
+                  "unipc_bh2_3", "unipc_bh1_2", "ipndm"]
+
+
+# Default run: every sampler on the discrete DDPM chain (whose knots catch an off-by-one first) and
+# on one other process in turn, so every process meets at least one multistep and one single-step
+# sampler; GENFLOW_SLOW=1 checks the whole grid.
+@pytest.mark.parametrize("sampler, process", tiered_product(
+    POINT_MASS_SAMPLERS, POINT_MASS_IDS, ALL_PROCESSES, IDS, fast=lambda i, j: j == 5 or j == i % 7))
 def test_deterministic_samplers_are_exact_for_a_point_mass(process, sampler, x64):
     # For data at one point m, x0_hat = m and eps_hat = (x - alpha m) / sigma are exact, and the
     # PF-ODE keeps (x - alpha m) / sigma constant; each of these steps keeps it constant too, in
@@ -162,15 +168,20 @@ def test_stochastic_samplers_need_a_key():
 
 # -- orders of convergence -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, sampler, grid, order", [
+ORDER_CASES = [
     ("edm_heun", edm_heun, grids.karras, 2.0),
     ("dpm_solver_pp_2m", dpm_solver_pp_2m, grids.log_snr, 2.0),
     ("ddim", ddim, grids.karras, 1.0),
     ("dpm_2", dpm_2, grids.karras, 2.0),
     ("dpm_solver_pp_2s_eta0", lambda m, x, ts: dpm_solver_pp_2s_ancestral(m, x, ts, eta=0.0), grids.log_snr, 2.0),
     ("unipc_2", lambda m, x, ts: unipc(m, x, ts, order=2), grids.log_snr, 3.0),   # UniC adds an order
-])
-@pytest.mark.parametrize("process", [VP(), EDM(), RectifiedFlow()], ids=["vp", "edm", "rectified_flow"])
+]
+
+
+# Default run: each sampler on one of the three processes in turn (each process gets two).
+@pytest.mark.parametrize("name, sampler, grid, order, process", tiered_product(
+    ORDER_CASES, [c[0] for c in ORDER_CASES], [VP(), EDM(), RectifiedFlow()], ["vp", "edm", "rectified_flow"],
+    fast=lambda i, j: j == i % 3))
 def test_order_of_convergence(name, sampler, grid, order, process, x64):
     # Gaussian data: the exact answer is the affine transport. Slope of log2(error) between
     # 16, 32 and 64 steps (the multistep method starts first order, so its slope reaches 2 late).
@@ -185,7 +196,7 @@ def test_order_of_convergence(name, sampler, grid, order, process, x64):
     assert abs(slopes[-1] - order) < 0.25, (errors, slopes)
 
 
-@pytest.mark.parametrize("process", [VP(), EDM(), RectifiedFlow()], ids=["vp", "edm", "rectified_flow"])
+@pytest.mark.parametrize("process", tiered([VP(), EDM(), RectifiedFlow()], ["vp", "edm", "rectified_flow"], fast=["vp"]))
 def test_higher_order_multisteps_converge_faster_than_2m(process, x64):
     """DPM-Solver++(3M) and LMS(4) start with Euler steps (k-diffusion's warm-up: they have no history
     yet), so their global order is held below their local one: 3M's slope falls towards 2 (the first
@@ -251,8 +262,10 @@ class _Counting:
 jax.tree_util.register_pytree_node(_Counting, lambda c: ((c.net,), None), lambda _, ch: _Counting(ch[0]))
 
 
-@pytest.mark.parametrize("solver, adaptive", [("tsit5", True), ("dopri5", True), ("heun", True),
-                                              ("euler", False), ("midpoint", False), ("tsit5", False)])
+@pytest.mark.parametrize("solver, adaptive", tiered(
+    [("tsit5", True), ("dopri5", True), ("heun", True), ("euler", False), ("midpoint", False), ("tsit5", False)],
+    ["tsit5-True", "dopri5-True", "heun-True", "euler-False", "midpoint-False", "tsit5-False"],
+    fast=["tsit5-True", "heun-True", "midpoint-False"]))
 def test_reported_nfe_counts_network_evaluations(solver, adaptive, x64):
     process = VP()
     model = Model(_Counting(eight_gaussians().exact_model(process, "eps").net), process, "eps")
@@ -344,7 +357,14 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
+# Default run: one of each family (deterministic multistep, ancestral, predictor-corrector, SDE,
+# adaptive ODE, EDM's churn, the SDE multisteps) on each process at least once.
+FAST_MIXTURE = ["ddim_eta1", "ancestral_posterior", "pc_reverse_diffusion_ve", "ode_tsit5", "ode_heun_rf",
+                "edm_heun_churn_vp", "dpm_2_ancestral_vp", "dpm_solver_pp_2s_ancestral_edm", "dpm_solver_pp_3m_sde_rf",
+                "lms_ve", "ipndm_edm", "dpm_solver_pp_3m_ddpm"]
+
+
+@pytest.mark.parametrize("name", tiered(list(CASES), list(CASES), fast=FAST_MIXTURE))
 def test_sampler_reaches_the_mixture(name, energy_tolerance, x64):
     process, predicts, run = CASES[name]
     data = eight_gaussians()
@@ -407,7 +427,8 @@ COMPILE_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(COMPILE_CASES))
+@pytest.mark.parametrize("name", tiered(list(COMPILE_CASES), list(COMPILE_CASES), fast=[
+    "ddim", "edm_heun", "dpm_solver_pp_2m", "ode_sample", "unipc", "ode_sample_adaptive", "sde_sample"]))
 def test_samplers_compile_once_per_configuration(name):
     fn, call = COMPILE_CASES[name]
     data = eight_gaussians()
