@@ -7,10 +7,12 @@ IDS = ["vp", "subvp", "ve", "edm", "rectified_flow", "ddpm_linear", "ddpm_cosine
 
 # -- tiers: the default run checks a covering subset of a grid of cases; GENFLOW_SLOW=1 checks all -----
 import itertools  # noqa: E402
+import os  # noqa: E402
 
 import pytest  # noqa: E402
 
 SLOW = pytest.mark.slow
+SLOW_RUN = os.environ.get("GENFLOW_SLOW", "").lower() in ("1", "true", "yes")  # as conftest reads it
 
 
 def tiered(values, ids, fast) -> list:

@@ -131,6 +131,7 @@ def test_regression_step_with_sgd_equals_the_potential_step_scaled_by_two_eta():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # the sharded GAN step is checked against data parallelism by test_gan_step_on_fsdp_equals_data_parallel
 def test_gan_step_on_eight_devices_equals_one_and_compiles_once():
     cfg = GANConfig(n_critic=2, batch_size=8, gen_width=16, gen_depth=1, critic_width=16, critic_depth=1,
                     critic_objective="wgan_gp", generator_form="potential", penalty=10.0, seed=7)

@@ -14,7 +14,8 @@ from genflow.data import GaussianMixture
 from genflow.metrics import energy_distance
 from genflow.models import Guided, Model, edm
 from genflow.processes import VE, VP, RectifiedFlow
-from genflow.samplers import ddim, dpm_solver_pp_2m, euler_ode, grids
+from genflow.samplers import SAMPLERS, ddim, dpm_solver_pp_2m, euler_ode, grids
+from tests.helpers import tiered
 
 MIX = GaussianMixture.eight_gaussians()
 PROCESSES = [VP(), VE(), RectifiedFlow()]
@@ -152,17 +153,24 @@ def test_guidance_needs_a_null_label():
         Guided(MIX.exact_model(VP(), "eps", conditional=True), 1.0, interval=(2.0, 1.0))
 
 
-def test_every_sampler_accepts_a_guided_model():
-    from genflow.samplers import SAMPLERS
+# Default run: the half of the registry that test_samplers_suite's NFE check leaves to the slow tier.
+GUIDED_FAST = ["euler_maruyama", "pc", "edm_euler", "euler_ancestral", "dpm_2_ancestral", "ipndm",
+               "dpm_solver_pp_2s_ancestral", "dpm_solver_pp_3m", "dpm_solver_pp_3m_sde", "dopri5"]
+CONTINUOUS = [name for name, info in SAMPLERS.items() if not info.ddpm_only]
 
+
+@pytest.mark.parametrize("name", tiered(CONTINUOUS, CONTINUOUS, fast=GUIDED_FAST))
+def test_every_sampler_accepts_a_guided_model(name):
     process = VP()
     model = Guided(MIX.exact_model(process, "eps", conditional=True), 1.0)
     x1 = process.prior(jax.random.PRNGKey(0), (4, 2))
-    for name, info in SAMPLERS.items():
-        if info.ddpm_only:
-            continue
-        x, stats = info.fn(model, x1, grids.uniform(process, 4), key=jax.random.PRNGKey(1), cond=jnp.arange(4))
-        assert x.shape == x1.shape and bool(jnp.all(jnp.isfinite(x))), name
-        assert int(stats["nfe"]) > 0
-    x, _ = euler_ode(model, x1, grids.uniform(process, 4), cond=jnp.arange(4))
+    x, stats = SAMPLERS[name].fn(model, x1, grids.uniform(process, 4), key=jax.random.PRNGKey(1), cond=jnp.arange(4))
+    assert x.shape == x1.shape and bool(jnp.all(jnp.isfinite(x))), name
+    assert int(stats["nfe"]) > 0
+
+
+def test_a_guided_model_samples_without_a_key():
+    process = VP()
+    model = Guided(MIX.exact_model(process, "eps", conditional=True), 1.0)
+    x, _ = euler_ode(model, process.prior(jax.random.PRNGKey(0), (4, 2)), grids.uniform(process, 4), cond=jnp.arange(4))
     assert bool(jnp.all(jnp.isfinite(x)))

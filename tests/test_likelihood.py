@@ -9,6 +9,7 @@ import pytest
 from genflow.data import GaussianMixture
 from genflow.processes import DDPM, EDM, VE, VP, RectifiedFlow, SubVP
 from genflow.samplers import bits_per_dim, log_likelihood
+from tests.helpers import tiered
 
 PROCESSES = [VP(), SubVP(), VE(), EDM(), RectifiedFlow()]
 IDS = ["vp", "subvp", "ve", "edm", "rectified_flow"]
@@ -23,7 +24,7 @@ def points(data, n=8):
     return data.sample(jax.random.PRNGKey(0), n)
 
 
-@pytest.mark.parametrize("process", PROCESSES, ids=IDS)
+@pytest.mark.parametrize("process", tiered(PROCESSES, IDS, fast=["vp", "ve", "rectified_flow"]))
 def test_exact_trace_recovers_the_mixture_log_density(process, x64):
     # log p_{t_min}(x) = log p_1(x_1) + int div v: with the exact velocity and the exact log p_1 of
     # the blurred mixture, the only error is the ODE solver's (tolerance 1e-8 -> ~1e-6 in logp).

@@ -97,11 +97,12 @@ def _run_until(cmd, metrics, rows, sig, timeout=120):
     return proc.returncode, err
 
 
-def test_hard_kills_sigterm_and_ctrl_c_at_random_steps_resume_bit_identically(tmp_path):
-    """A real run is killed by PID at seeded random steps: twice with SIGKILL (no chance to save:
-    resume from the last checkpoint, up to 6 steps back), then SIGTERM (saves, exit 143, prints
-    the command that continues it) and SIGINT (saves, exit 130). Resumed each time with only
-    `--workdir W --resume`, it ends with the metrics rows, EMA weights, power-function EMAs and
+@pytest.mark.parametrize("kills", [pytest.param(4, marks=pytest.mark.slow), 3])
+def test_hard_kills_sigterm_and_ctrl_c_at_random_steps_resume_bit_identically(tmp_path, kills):
+    """A real run is killed by PID at seeded random steps: with SIGKILL (twice with kills=4; no
+    chance to save: resume from the last checkpoint, up to 6 steps back), then SIGTERM (saves, exit
+    143, prints the command that continues it) and SIGINT (saves, exit 130). Resumed each time with
+    only `--workdir W --resume`, it ends with the metrics rows, EMA weights, power-function EMAs and
     post-hoc EMA snapshots of an uninterrupted run, bit for bit."""
     import numpy as np
 
@@ -117,7 +118,8 @@ def test_hard_kills_sigterm_and_ctrl_c_at_random_steps_resume_bit_identically(tm
     rng = np.random.default_rng(13)
     targets = 15 + 40 * np.arange(4) + rng.integers(0, 20, size=4)   # rows 15..154, at least 21 apart
     plan = [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143),
-            (signal.SIGINT, 130)]
+            (signal.SIGINT, 130)][4 - kills:]
+    targets = targets[4 - kills:]
     for i, ((sig, code), target) in enumerate(zip(plan, targets)):
         rc, err = _run_until(start if i == 0 else resume, metrics, int(target), sig)
         assert rc == code, (sig, rc, err)

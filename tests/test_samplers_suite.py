@@ -18,6 +18,7 @@ from genflow.processes import DDPM, EDM, VE, VP, RectifiedFlow
 from genflow.samplers import (ancestral, ddim, dpm_2, dpm_2_ancestral, dpm_solver_pp_2m, dpm_solver_pp_2m_sde,
                               dpm_solver_pp_2s_ancestral, dpm_solver_pp_3m, dpm_solver_pp_3m_sde, edm_euler, edm_heun,
                               euler_ancestral, grids, ipndm, lms, ode_sample, predictor_corrector, sde_sample, unipc)
+from genflow.samplers import SAMPLERS
 from genflow.samplers import euler_maruyama as euler_maruyama_
 from tests.helpers import ALL_PROCESSES, IDS, tiered, tiered_product
 
@@ -468,19 +469,24 @@ def test_ancestral_on_a_subsequence_of_steps_is_the_respaced_chain(x64):
 
 # -- the one signature, and the registry -------------------------------------------------------------
 
-def test_every_registered_sampler_counts_its_network_calls(x64):
-    """stats["nfe"] is the number of network evaluations actually made (a host-side counter)."""
-    from genflow.samplers import SAMPLERS
+# Default run: half the registry here, the other half in test_guidance's every-sampler check, so
+# each registered sampler is called through the registry once (both halves in each with GENFLOW_SLOW=1).
+NFE_FAST = ["euler_ode", "ddim", "ancestral", "edm_heun", "dpm_2", "lms", "dpm_solver_pp_2m", "dpm_solver_pp_2m_sde",
+            "unipc", "tsit5", "heun"]
 
-    for name, info in SAMPLERS.items():
-        process = DDPM(num_steps=8) if info.ddpm_only else VP()
-        model = Model(_Counting(eight_gaussians().exact_model(process, "eps").net), process, "eps")
-        x1 = process.prior(jax.random.PRNGKey(0), (4, 2), jnp.float64)
-        ts = process.timesteps() if info.ddpm_only else grids.karras(process, 5)
-        _Counting.calls = 0
-        x, stats = info.fn(model, x1, ts, key=KEY, denoise=True)
-        jax.block_until_ready(x)
-        assert int(stats["nfe"]) == _Counting.calls > 0, name
+
+@pytest.mark.parametrize("name", tiered(list(SAMPLERS), list(SAMPLERS), fast=NFE_FAST))
+def test_every_registered_sampler_counts_its_network_calls(name, x64):
+    """stats["nfe"] is the number of network evaluations actually made (a host-side counter)."""
+    info = SAMPLERS[name]
+    process = DDPM(num_steps=8) if info.ddpm_only else VP()
+    model = Model(_Counting(eight_gaussians().exact_model(process, "eps").net), process, "eps")
+    x1 = process.prior(jax.random.PRNGKey(0), (4, 2), jnp.float64)
+    ts = process.timesteps() if info.ddpm_only else grids.karras(process, 5)
+    _Counting.calls = 0
+    x, stats = info.fn(model, x1, ts, key=KEY, denoise=True)
+    jax.block_until_ready(x)
+    assert int(stats["nfe"]) == _Counting.calls > 0, name
 
 
 def test_edm_heun_skips_and_does_not_count_the_correction_on_a_step_to_sigma_zero(x64):
