@@ -346,6 +346,18 @@ def build_net(cfg: C.Net, shape: tuple[int, ...], dtype: str, seed: int):
                                 rngs=nnx.Rngs(params=seed, dropout=seed + 1)))()
 
 
+def build_net_for_weights(cfg: C.Net, shape: tuple[int, ...], dtype: str, seed: int):
+    """``build_net``'s network with its parameters abstract (ShapeDtypeStructs), for a run whose
+    weights are about to be restored: the initialisers are never compiled or run (for a U-Net
+    that program alone takes 12 s to compile on a CPU, one fusion per parameter). The rest of
+    the state (RNG keys and counts) is computed exactly, by a program whose parameter outputs
+    XLA drops as dead code."""
+    make = lambda: build_net(cfg, shape, dtype, seed)  # noqa: E731
+    graphdef, params, _ = nnx.split(nnx.eval_shape(make), nnx.Param, ...)
+    rest = jax.jit(lambda: nnx.split(make(), nnx.Param, ...)[2])()
+    return nnx.merge(graphdef, params, rest)
+
+
 def build_optimizer(o: C.Optim, lr: float | None = None):
     """The optax optimizer of a config (``lr`` overrides optim.lr)."""
     from genflow.training import make_optimizer

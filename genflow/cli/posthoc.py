@@ -125,7 +125,7 @@ def ema_command(workdir: str, sigma_rels: list[float]) -> list[str]:
     exp = read_config(workdir)
     build.validate(exp)
     _snapshot_dir(workdir)
-    net = build.build_net(exp.net, build.data_shape(exp.data), exp.train.dtype, exp.train.seed)
+    net = build.build_net_for_weights(exp.net, build.data_shape(exp.data), exp.train.dtype, exp.train.seed)
     _, _, like = train_and_eval_specs(net, build.build_process(exp.process), build.build_parameterization(exp))
     rows = []
     for s in sigma_rels:

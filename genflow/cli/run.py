@@ -505,7 +505,7 @@ def load_run(workdir: str, ema: str | None = None, *, announce: bool = True) -> 
     build.validate(exp)
     process = build.build_process(exp.process)
     shape = build.data_shape(exp.data)
-    net = build.build_net(exp.net, shape, exp.train.dtype, exp.train.seed)
+    net = build.build_net_for_weights(exp.net, shape, exp.train.dtype, exp.train.seed)
     train_spec, spec, params = train_and_eval_specs(net, process, build.build_parameterization(exp))
     placement = Placement.create()        # sampling: data parallel, the weights replicated
     mesh = placement.mesh
