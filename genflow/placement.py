@@ -130,10 +130,10 @@ class Placement:
         fusion per output (12 s for a U-Net's optimizer state, EMA and power EMAs on a CPU), while
         the ops compile once per distinct leaf shape (well under a second). Same values either way.
         """
-        shardings = self.shardings(jax.eval_shape(fn, *args))
         if self.fsdp == 1 and jax.process_count() == 1:
-            return jax.device_put(fn(*args), shardings, may_alias=False)
-        return jax.jit(fn, out_shardings=shardings)(*args)
+            out = fn(*args)
+            return jax.device_put(out, self.shardings(out), may_alias=False)
+        return jax.jit(fn, out_shardings=self.shardings(jax.eval_shape(fn, *args)))(*args)
 
     def bytes_per_device(self, tree: Any) -> dict[Any, int]:
         """Bytes of ``tree``'s arrays held by each device (from the arrays' addressable shards)."""

@@ -32,7 +32,9 @@ def x64():
 
 def pytest_collection_modifyitems(config, items):
     """Checks marked slow (minutes each) run only when asked for: GENFLOW_SLOW=1."""
-    if os.environ.get("GENFLOW_SLOW", "").lower() not in ("1", "true", "yes"):
+    from tests.helpers import SLOW_RUN
+
+    if not SLOW_RUN:
         skip = pytest.mark.skip(reason="slow check; run it with GENFLOW_SLOW=1")
         for item in items:
             if "slow" in item.keywords:

@@ -12,7 +12,12 @@ import os  # noqa: E402
 import pytest  # noqa: E402
 
 SLOW = pytest.mark.slow
-SLOW_RUN = os.environ.get("GENFLOW_SLOW", "").lower() in ("1", "true", "yes")  # as conftest reads it
+SLOW_RUN = os.environ.get("GENFLOW_SLOW", "").lower() in ("1", "true", "yes")  # conftest skips slow checks unless set
+
+
+def _args(v) -> tuple:
+    """A case's arguments: a tuple value is several arguments, anything else one."""
+    return v if isinstance(v, tuple) else (v,)
 
 
 def tiered(values, ids, fast) -> list:
@@ -21,13 +26,12 @@ def tiered(values, ids, fast) -> list:
     fast = set(fast)
     unknown = fast - set(ids)
     assert not unknown, f"fast cases {sorted(unknown)} are not among the ids"
-    return [pytest.param(*(v if isinstance(v, tuple) else (v,)), id=i, marks=() if i in fast else SLOW)
+    return [pytest.param(*_args(v), id=i, marks=() if i in fast else SLOW)
             for v, i in zip(values, ids)]
 
 
 def tiered_product(a, a_ids, b, b_ids, fast) -> list:
     """The grid a x b as params ``(*a_i, *b_j)`` named ``"{a_id}-{b_id}"``; ``fast(i, j)`` says which
     cells the default run checks (the rest are slow)."""
-    flat = lambda v: v if isinstance(v, tuple) else (v,)  # noqa: E731  (a tuple value is several arguments)
-    return [pytest.param(*flat(x), *flat(y), id=f"{xi}-{yi}", marks=() if fast(i, j) else SLOW)
+    return [pytest.param(*_args(x), *_args(y), id=f"{xi}-{yi}", marks=() if fast(i, j) else SLOW)
             for (i, (x, xi)), (j, (y, yi)) in itertools.product(enumerate(zip(a, a_ids)), enumerate(zip(b, b_ids)))]
